@@ -1,0 +1,3 @@
+module example.com/kodev-demo
+
+go 1.22

@@ -1,0 +1,73 @@
+"""kodev's command line: argument parsing and dispatch, nothing else.
+
+Start-up stays light: only ``argparse`` and the flag definitions load here; a command's
+module (and the heavy libraries it needs) is imported when that command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from kodev import __version__
+from kodev.cli import flags
+
+EXIT_CODES = """\
+exit codes:
+  0  success
+  1  unexpected failure
+  2  bad usage or configuration (flags, environment, .ko.yaml, YAML input)
+  3  go build / go list failed (the compiler's output is shown)
+  4  registry error (unreachable, unauthorized, not found)
+  5  Kubernetes API error
+  130 interrupted (Ctrl-C)
+"""
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    # name: (module under kodev.cli, one-line help)
+    "build": ("build", "Build Go main packages into images and publish them"),
+    "version": ("version", "Print kodev's version"),
+}
+ALIASES = {"publish": "build"}
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kodev",
+        description="Build Go services into OCI images without Docker, and run a fast "
+                    "Kubernetes inner loop. Reads ko's .ko.yaml and KO_* variables.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  KO_DOCKER_REPO=localhost:5000 kodev build ./cmd/app\n"
+               "  kodev build --platform=linux/amd64,linux/arm64 ./cmd/...\n\n" + EXIT_CODES,
+    )
+    parser.add_argument("--version", action="version", version=f"kodev {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log registry traffic")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_module, help_text) in COMMANDS.items():
+        aliases = [a for a, target in ALIASES.items() if target == name]
+        command = sub.add_parser(name, aliases=aliases, help=help_text, description=help_text,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+        flags.add_command_flags(name, command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return 2
+    name = ALIASES.get(args.command, args.command)
+    from kodev.cli.runner import run_command
+
+    module = importlib.import_module(f"kodev.cli.{COMMANDS[name][0]}")
+    return run_command(module.run, args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    raise SystemExit(main())

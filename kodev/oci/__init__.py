@@ -1,0 +1,1 @@
+"""OCI building blocks: references, platforms, deterministic layers, images, layout and tarball."""

@@ -1,0 +1,265 @@
+"""Base images: fetched from a registry (manifests and configs cached by digest), or built in.
+
+Two bases need no network at all:
+
+- ``scratch``: no layers; the binary is the whole file system.
+- ``kodev://minimal``: one reproducible layer that kodev assembles itself, with what a
+  static Go binary expects from its environment: ``/etc/passwd`` and ``/etc/group`` with
+  the ``nonroot`` user (uid/gid 65532, the image's default user), a CA bundle (from
+  ``certifi``) at the path Go looks for, time zone data (from ``tzdata``), ``/tmp`` and
+  ``/home/nonroot``. Its bytes depend only on those two package versions.
+
+Base layers from a registry are never downloaded: the publisher mounts or streams them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from kodev.cache import Cache
+from kodev.errors import RegistryError, UsageError
+from kodev.oci.image import Image
+from kodev.oci.layers import BlobLocation, Layer, TarBuilder, layer_from_tar
+from kodev.oci.mediatypes import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    is_index,
+)
+from kodev.oci.platform import Platform, PlatformSelection, platform_from_json
+from kodev.oci.reference import parse_reference
+
+if TYPE_CHECKING:
+    from kodev.registry.pool import ClientPool
+
+SCRATCH = "scratch"
+MINIMAL = "kodev://minimal"
+BUILTIN_BASES = (SCRATCH, MINIMAL)
+BUILTIN_PLATFORMS = (Platform("linux", "amd64"), Platform("linux", "arm64"))
+NONROOT_UID = 65532
+BUILTIN_CREATED = "1970-01-01T00:00:00Z"
+
+
+@dataclass
+class BaseImage:
+    """A resolved base: ``images`` holds the per-platform images that match the request."""
+
+    name: str
+    digest: str | None
+    media_type: str
+    images: list[Image]
+    is_index: bool
+    descriptors: list[dict[str, Any]]
+
+    def annotations_for(self, image: Image) -> dict[str, str]:
+        """``org.opencontainers.image.base.*`` for one child, as ko writes them."""
+        if self.digest is None:
+            return {}
+        if self.is_index:
+            position = self.images.index(image)
+            child_digest = str(self.descriptors[position]["digest"])
+            return _base_annotations(self.name, child_digest)
+        return _base_annotations(self.name, self.digest)
+
+
+def _base_annotations(name: str, digest: str) -> dict[str, str]:
+    return {"org.opencontainers.image.base.name": name,
+            "org.opencontainers.image.base.digest": digest}
+
+
+class BaseLoader:
+    """Loads base images once per name, using the cache for anything addressed by digest."""
+
+    def __init__(self, pool: ClientPool, cache: Cache) -> None:
+        self.pool = pool
+        self.cache = cache
+        self._minimal_layers: dict[str, Layer] = {}
+
+    def load(self, name: str, selection: PlatformSelection) -> BaseImage:
+        if name == SCRATCH:
+            return self._builtin(name, selection, lambda p: [])
+        if name == MINIMAL:
+            return self._builtin(name, selection, lambda p: [self._minimal_layer()])
+        if "://" in name:
+            raise UsageError(f"unknown base image {name!r}",
+                             hint=f"use a registry reference, {SCRATCH} or {MINIMAL}")
+        return self._remote(name, selection)
+
+    def _builtin(self, name: str, selection: PlatformSelection,
+                 layers_for: Callable[[Platform], list[Layer]]) -> BaseImage:
+        platforms = BUILTIN_PLATFORMS if selection.all else selection.platforms
+        images = [_builtin_image(p, layers_for(p), minimal=name == MINIMAL) for p in platforms]
+        multi = len(images) > 1
+        return BaseImage(name=name, digest=None, media_type=OCI_INDEX if multi else OCI_MANIFEST,
+                         images=images, is_index=multi,
+                         descriptors=[{} for _ in images])
+
+    def _minimal_layer(self) -> Layer:
+        if "layer" not in self._minimal_layers:
+            self._minimal_layers["layer"] = layer_from_tar(minimal_base_tar())
+        return self._minimal_layers["layer"]
+
+    def _remote(self, name: str, selection: PlatformSelection) -> BaseImage:
+        ref = parse_reference(name)
+        client = self.pool.get(ref.registry)
+        digest = ref.digest
+        if digest is None:
+            head = client.head_manifest(ref.repository, ref.identifier)
+            if head is None:
+                raise RegistryError(f"base image {name} not found",
+                                    hint="check defaultBaseImage / baseImageOverrides in .ko.yaml")
+            digest = head.digest
+        body, media_type = self._manifest(ref.registry, ref.repository, digest)
+        location = BlobLocation(ref.registry, ref.repository)
+        if not is_index(media_type):
+            image = self._image(location, body, media_type)
+            if not selection.all and not any(image.platform.matches(p)
+                                             for p in selection.platforms):
+                raise UsageError(
+                    f"base image {name} is {image.platform}, not {selection}",
+                    hint="pick a base that has the platform, or change --platform",
+                )
+            return BaseImage(name, digest, media_type, [image], False, [])
+        return self._index(name, digest, media_type, body, location, selection)
+
+    def _index(self, name: str, digest: str, media_type: str, body: bytes,
+               location: BlobLocation, selection: PlatformSelection) -> BaseImage:
+        index = json.loads(body)
+        chosen: list[dict[str, Any]] = []
+        for desc in index.get("manifests", []):
+            if is_index(desc.get("mediaType", "")):
+                raise UsageError(f"base image {name} is a nested index, which kodev cannot use")
+            platform = platform_from_json(desc.get("platform"))
+            if platform.os == "unknown" or platform.architecture == "unknown":
+                continue
+            if selection.all or any(platform.matches(p) for p in selection.platforms):
+                chosen.append(desc)
+        if not chosen:
+            raise UsageError(f"base image {name} has no image for platform {selection}",
+                             hint="list its platforms with: skopeo inspect --raw docker://...")
+        images = []
+        for desc in chosen:
+            child, child_type = self._manifest(location.registry, location.repository,
+                                               desc["digest"])
+            image = self._image(location, child, child_type)
+            image.platform = platform_from_json(desc.get("platform"))
+            images.append(image)
+        return BaseImage(name, digest, media_type, images, True, chosen)
+
+    def _manifest(self, registry: str, repository: str, digest: str) -> tuple[bytes, str]:
+        cached = self.cache.get_blob(digest)
+        if cached is not None:
+            return cached, _media_type_of(cached)
+        manifest = self.pool.get(registry).get_manifest(repository, digest)
+        self.cache.put_blob(manifest.digest, manifest.body)
+        return manifest.body, manifest.media_type
+
+    def _blob(self, location: BlobLocation, digest: str) -> bytes:
+        cached = self.cache.get_blob(digest)
+        if cached is not None:
+            return cached
+        data = self.pool.get(location.registry).get_blob(location.repository, digest)
+        self.cache.put_blob(digest, data)
+        return data
+
+    def _image(self, location: BlobLocation, body: bytes, media_type: str) -> Image:
+        manifest = json.loads(body)
+        config_desc = manifest["config"]
+        config = json.loads(self._blob(location, config_desc["digest"]))
+        diff_ids = config.get("rootfs", {}).get("diff_ids", [])
+        layers = []
+        for position, desc in enumerate(manifest.get("layers", [])):
+            layers.append(Layer(
+                digest=desc["digest"],
+                diff_id=diff_ids[position] if position < len(diff_ids) else "",
+                size=int(desc["size"]),
+                media_type=desc["mediaType"],
+                location=location,
+                annotations=desc.get("annotations"),
+                urls=desc.get("urls"),
+            ))
+        return Image(
+            media_type=media_type,
+            config=config,
+            layers=layers,
+            platform=platform_from_json(config),
+            annotations=dict(manifest.get("annotations") or {}),
+            config_media_type=config_desc.get("mediaType"),
+        )
+
+
+def _media_type_of(body: bytes) -> str:
+    data = json.loads(body)
+    media_type = data.get("mediaType")
+    if media_type:
+        return str(media_type)
+    return OCI_INDEX if "manifests" in data else OCI_MANIFEST
+
+
+def _builtin_image(platform: Platform, layers: list[Layer], *, minimal: bool) -> Image:
+    inner: dict[str, Any] = {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]}
+    if minimal:
+        inner["Env"].append("SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt")
+        inner["User"] = str(NONROOT_UID)
+        inner["WorkingDir"] = "/home/nonroot"
+    config: dict[str, Any] = {
+        "architecture": platform.architecture,
+        "created": BUILTIN_CREATED,
+        "os": platform.os,
+    }
+    if platform.variant:
+        config["variant"] = platform.variant
+    config["config"] = inner
+    config["rootfs"] = {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]}
+    config["history"] = [
+        {"created": BUILTIN_CREATED, "created_by": "kodev built-in base",
+         "comment": "nonroot user 65532, CA certificates, time zones"}
+        for _ in layers
+    ]
+    return Image(media_type=OCI_MANIFEST, config=config, layers=list(layers), platform=platform)
+
+
+def minimal_base_tar() -> bytes:
+    """The single layer of ``kodev://minimal``; entries in a fixed order, all mtime 0."""
+    import certifi
+    tar = TarBuilder(0)
+    for directory, mode in (("etc", 0o755), ("etc/ssl", 0o755), ("etc/ssl/certs", 0o755),
+                            ("home", 0o755), ("tmp", 0o1777), ("usr", 0o755),
+                            ("usr/share", 0o755), ("usr/share/zoneinfo", 0o755)):
+        tar.add_dir(directory, mode)
+    tar.add_dir("home/nonroot", 0o700, uid=NONROOT_UID)
+    tar.add_file("etc/passwd", (
+        "root:x:0:0:root:/root:/sbin/nologin\n"
+        "nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n"
+        f"nonroot:x:{NONROOT_UID}:{NONROOT_UID}:nonroot:/home/nonroot:/sbin/nologin\n"
+    ).encode())
+    tar.add_file("etc/group", (
+        f"root:x:0:\nnobody:x:65534:\nnonroot:x:{NONROOT_UID}:\n"
+    ).encode())
+    tar.add_file("etc/nsswitch.conf", b"hosts: files dns\n")
+    with open(certifi.where(), "rb") as f:
+        tar.add_file("etc/ssl/certs/ca-certificates.crt", f.read())
+    _add_zoneinfo(tar)
+    return tar.finish()
+
+
+def _add_zoneinfo(tar: TarBuilder) -> None:
+    root = resources.files("tzdata") / "zoneinfo"
+
+    def walk(node: Any, rel: str) -> None:
+        for child in sorted(node.iterdir(), key=lambda c: c.name):
+            if child.name.startswith("__") or child.name.endswith(".py"):
+                continue
+            path = f"{rel}/{child.name}"
+            if child.is_dir():
+                tar.add_dir(f"usr/share/zoneinfo{path}", 0o755)
+                walk(child, path)
+            else:
+                tar.add_file(f"usr/share/zoneinfo{path}", child.read_bytes())
+
+    walk(root, "")
+
+

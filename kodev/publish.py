@@ -1,0 +1,403 @@
+"""The build-and-publish pipeline every command calls.
+
+    patterns ─► go list (main packages, .ko.yaml builds) ─► base images (cached)
+             ─► ONE go build per platform and settings group ─► kodata + binary layers
+             ─► image / index (+ SBOM) ─► outputs: registry, OCI layout, tarball, refs file
+
+``Pipeline.build`` stops after assembling images (no network beyond base manifests);
+``Pipeline.publish`` adds the outputs. ``kodev build``, ``resolve``, ``apply``, ``up`` and
+the Skaffold hook are thin layers over these two calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import kodev
+from kodev.cache import Cache, default_cache_dir
+from kodev.config import BuildConfig, KoConfig, load_config
+from kodev.errors import BuildError, KodevError, UsageError
+from kodev.golang.builder import BuildOptions, BuiltBinary, GoBuilder, source_date_epoch
+from kodev.golang.packages import GoPackage, resolve_main_packages, run_go_list
+from kodev.oci.base import BaseImage, BaseLoader
+from kodev.oci.image import AppLayers, Image, Index, append_app_layers
+from kodev.oci.layers import (
+    COMPRESSOR,
+    Layer,
+    binary_layer_tar,
+    kodata_layer_tar,
+    layer_from_tar,
+)
+from kodev.oci.mediatypes import OCI_INDEX, layer_type_for
+from kodev.oci.platform import Platform, PlatformSelection, host_platform_default
+from kodev.oci.reference import Reference, parse_repository
+
+NAMING_MODES = ("md5", "preserve", "base", "bare")
+SBOM_FORMATS = ("spdx", "cyclonedx", "none")
+
+
+@dataclass(frozen=True)
+class Event:
+    """A progress event; the CLI renders it as a line, a progress bar or JSON."""
+
+    kind: str
+    message: str
+    import_path: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+EventSink = Callable[[Event], None]
+
+
+@dataclass
+class PublishOptions:
+    docker_repo: str | None = None
+    tags: tuple[str, ...] = ("latest",)
+    tag_only: bool = False
+    push: bool = True
+    naming: str = "md5"
+    insecure_registry: bool = False
+    oci_layout_path: Path | None = None
+    tarball: Path | None = None
+    image_refs: Path | None = None
+    sbom: str = "spdx"
+    sbom_dir: Path | None = None
+    platforms: tuple[str, ...] = ()
+    image_labels: tuple[tuple[str, str], ...] = ()
+    image_annotations: tuple[tuple[str, str], ...] = ()
+    image_user: str | None = None
+    jobs: int = 0
+    ldflags: tuple[str, ...] = ()
+    disable_optimizations: bool = False
+    use_cache: bool = True
+
+
+@dataclass
+class Target:
+    """One requested main package and everything decided about it before building."""
+
+    pattern: str
+    package: GoPackage
+    build: BuildConfig | None
+    base_name: str
+    base: BaseImage | None = None
+
+    @property
+    def import_path(self) -> str:
+        return self.package.import_path
+
+
+@dataclass
+class Built:
+    target: Target
+    artifact: Image | Index
+    binaries: dict[Platform, BuiltBinary]
+
+
+@dataclass
+class Published:
+    pattern: str
+    import_path: str
+    reference: str
+    digest: str
+    repository: str
+    artifact: Image | Index
+    binaries: dict[Platform, BuiltBinary]
+    sboms: dict[str, bytes] = field(default_factory=dict)
+
+
+def image_repository(docker_repo: str, import_path: str, naming: str) -> str:
+    """ko's naming: ``md5`` (default), ``preserve`` (-P), ``base`` (-B), ``bare``."""
+    repo = docker_repo.rstrip("/")
+    ip = import_path.lower()
+    base = ip.rstrip("/").rsplit("/", 1)[-1]
+    if naming == "preserve":
+        return f"{repo}/{ip}"
+    if naming == "base":
+        return f"{repo}/{base}"
+    if naming == "bare":
+        return repo
+    return f"{repo}/{base}-{hashlib.md5(import_path.encode()).hexdigest()}"  # noqa: S324
+
+
+class Pipeline:
+    def __init__(
+        self,
+        options: PublishOptions,
+        *,
+        workdir: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+        on_event: EventSink | None = None,
+        config: KoConfig | None = None,
+    ) -> None:
+        self.options = options
+        self.workdir = (workdir or Path.cwd()).resolve()
+        self.environ = dict(os.environ if environ is None else environ)
+        self.on_event = on_event or (lambda event: None)
+        self.config = config or load_config(self.workdir, self.environ)
+        self.cache = Cache(default_cache_dir(self.environ), enabled=options.use_cache)
+        self._pool: Any = None
+        self._pool_lock = threading.Lock()
+        self._bases: dict[str, BaseImage] = {}
+        self.selection = self._platform_selection()
+
+    # ---------------------------------------------------------------- helpers
+
+    @property
+    def pool(self) -> Any:
+        """The registry client pool, created on first use (building to a layout needs none)."""
+        with self._pool_lock:
+            if self._pool is None:
+                from kodev.registry.pool import ClientPool
+
+                self._pool = ClientPool(insecure=self.options.insecure_registry)
+            return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+
+    def emit(self, kind: str, message: str, import_path: str | None = None,
+             **data: Any) -> None:
+        self.on_event(Event(kind, message, import_path, data))
+
+    def _platform_selection(self) -> PlatformSelection:
+        requested = self.options.platforms or self.config.default_platforms
+        goos, goarch = self.environ.get("GOOS"), self.environ.get("GOARCH")
+        if self.options.platforms and (goos or goarch):
+            raise UsageError("GOOS/GOARCH cannot be combined with --platform",
+                             hint="unset GOOS and GOARCH, or drop --platform")
+        if requested:
+            return PlatformSelection.parse(list(requested))
+        if goos or goarch:
+            text = f"{goos or 'linux'}/{goarch or host_platform_default().architecture}"
+            if self.environ.get("GOARM"):
+                text += f"/v{self.environ['GOARM']}"
+            return PlatformSelection.parse([text])
+        return PlatformSelection((host_platform_default(),))
+
+    # ---------------------------------------------------------------- planning
+
+    def plan(self, patterns: Sequence[str]) -> list[Target]:
+        """Resolve patterns to main packages and pick each one's .ko.yaml build and base."""
+        patterns = list(dict.fromkeys(patterns)) or ["."]
+        builds = self._builds_by_import_path()
+        local = [p for p in patterns if p not in builds]
+        packages = resolve_main_packages(local, workdir=self.workdir, environ=self.environ)
+        targets = []
+        for pattern in patterns:
+            if pattern in builds:
+                build, package = builds[pattern]
+            else:
+                package = packages[pattern]
+                build = builds.get(package.import_path, (None, package))[0]
+            targets.append(Target(pattern, package, build,
+                                  self.config.base_image_for(package.import_path)))
+        return targets
+
+    def _builds_by_import_path(self) -> dict[str, tuple[BuildConfig, GoPackage]]:
+        by_dir: dict[str, list[BuildConfig]] = {}
+        for build in self.config.builds:
+            by_dir.setdefault(build.dir, []).append(build)
+        found: dict[str, tuple[BuildConfig, GoPackage]] = {}
+        for directory, builds in by_dir.items():
+            base_dir = (self.workdir / directory).resolve()
+            mains = [_main_pattern(b.main) for b in builds]
+            try:
+                listed = run_go_list(mains, workdir=base_dir, environ=self.environ)
+            except BuildError as exc:
+                where = self.config.path or ".ko.yaml"
+                raise BuildError(f"{where}: builds in {directory}: {exc.message}",
+                                 output=exc.output) from exc
+            for build, pkg in zip(builds, _match_listed(mains, listed, base_dir), strict=True):
+                found[pkg.import_path] = (build, pkg)
+        return found
+
+    # ---------------------------------------------------------------- building
+
+    def build(self, patterns: Sequence[str]) -> list[Built]:
+        targets = self.plan(patterns)
+        self._load_bases(targets)
+        requests = [(t.package, t.build) for t in targets]
+        platforms = {p for t in targets for p in self._platforms_of(t)}
+        self.emit("build", f"go build {len(targets)} package(s) for "
+                  f"{', '.join(sorted(str(p) for p in platforms))}")
+        builder = GoBuilder(self.config, self.cache.bin_root, BuildOptions(
+            ldflags_override=self.options.ldflags,
+            disable_optimizations=self.options.disable_optimizations,
+            jobs=self.options.jobs, environ=self.environ))
+        binaries = builder.build_for(
+            [(pkg, build, self._platforms_of(t)) for (pkg, build), t in zip(requests, targets,
+                                                                            strict=True)],
+            self.workdir,
+        )
+        built = []
+        for target in targets:
+            per_platform = {p: binaries[(target.import_path, p)] for p in self._platforms_of(target)}
+            built.append(Built(target, self._assemble(target, per_platform), per_platform))
+        return built
+
+    def _load_bases(self, targets: Sequence[Target]) -> None:
+        names = sorted({t.base_name for t in targets} - set(self._bases))
+        loader = BaseLoader(self.pool if any("://" not in n and n != "scratch" for n in names)
+                            else None, self.cache)
+        if names:
+            self.emit("base", f"base image(s): {', '.join(names)}")
+        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+            for name, base in zip(names, pool.map(lambda n: loader.load(n, self.selection),
+                                                  names), strict=True):
+                self._bases[name] = base
+        for target in targets:
+            target.base = self._bases[target.base_name]
+
+    def _platforms_of(self, target: Target) -> list[Platform]:
+        assert target.base is not None
+        return [image.platform for image in target.base.images]
+
+    def _assemble(self, target: Target, binaries: Mapping[Platform, BuiltBinary]) -> Image | Index:
+        base = target.base
+        assert base is not None
+        user_annotations = dict(self.options.image_annotations)
+        images = []
+        for base_image in base.images:
+            app = self._app_layers(target, base_image, binaries[base_image.platform])
+            annotations = {**user_annotations, **base.annotations_for(base_image)}
+            images.append(append_app_layers(base_image, app, annotations))
+        if not base.is_index:
+            return images[0]
+        extras = [{k: v for k, v in desc.items() if k in ("urls", "annotations")}
+                  for desc in base.descriptors]
+        index_annotations = dict(user_annotations)
+        if base.digest:
+            index_annotations.update({"org.opencontainers.image.base.name": base.name,
+                                      "org.opencontainers.image.base.digest": base.digest})
+        return Index(media_type=base.media_type if base.digest else OCI_INDEX, images=images,
+                     annotations=index_annotations, descriptor_extras=extras)
+
+    def _app_layers(self, target: Target, base: Image, binary: BuiltBinary) -> AppLayers:
+        windows = base.platform.os == "windows"
+        media_type = layer_type_for(base.media_type)
+        epoch = source_date_epoch(self.environ)
+        data_epoch = source_date_epoch(self.environ, "KO_DATA_DATE_EPOCH")
+        name = target.package.binary_name + (".exe" if windows else "")
+        return AppLayers(
+            binary_name=name,
+            import_path=target.import_path,
+            kodata=self._kodata_layer(target, windows, data_epoch or 0, media_type),
+            binary=self._binary_layer(binary, name, windows, media_type),
+            windows=windows,
+            created=_rfc3339(epoch) if epoch is not None else None,
+            kodata_created=_rfc3339(data_epoch) if data_epoch is not None else None,
+            user=self.options.image_user,
+            labels=self.options.image_labels,
+        )
+
+    def _kodata_layer(self, target: Target, windows: bool, mtime: int, media_type: str) -> Layer:
+        allowed = self.environ.get("KO_DATA_PATH_ALLOWED_ROOT")
+        root = Path(allowed) if allowed else _git_root(target.package.dir)
+        raw = kodata_layer_tar(target.package.kodata_dir, allowed_root=root, windows=windows,
+                               mtime=mtime)
+        return layer_from_tar(raw, media_type)
+
+    def _binary_layer(self, binary: BuiltBinary, name: str, windows: bool,
+                      media_type: str) -> Layer:
+        """Binary layers are cached by the binary's content: an unchanged binary is not recompressed."""
+        key = hashlib.sha256(
+            f"{binary.sha256}|{name}|{windows}|{media_type}|{COMPRESSOR}|v1".encode()
+        ).hexdigest()
+
+        def produce() -> bytes:
+            layer = layer_from_tar(binary_layer_tar(binary.path, name, windows=windows),
+                                   media_type)
+            self.cache.put_meta("binary-layer", key, {
+                "digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size})
+            return layer.read()
+
+        meta = self.cache.get_meta("binary-layer", key)
+        if meta is not None:
+            return Layer(digest=meta["digest"], diff_id=meta["diff_id"], size=int(meta["size"]),
+                         media_type=media_type, producer=produce)
+        layer = layer_from_tar(binary_layer_tar(binary.path, name, windows=windows), media_type)
+        self.cache.put_meta("binary-layer", key, {
+            "digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size})
+        return layer
+
+    def layer_bytes(self, layer: Layer) -> bytes:
+        """A layer's compressed bytes, for the layout and tarball writers."""
+        if layer.local:
+            return layer.read()
+        cached = self.cache.get_blob(layer.digest)
+        if cached is not None:
+            return cached
+        assert layer.location is not None
+        data: bytes = self.pool.get(layer.location.registry).get_blob(
+            layer.location.repository, layer.digest)
+        self.cache.put_blob(layer.digest, data)
+        return data
+
+    # ---------------------------------------------------------------- publishing
+
+    def publish(self, patterns: Sequence[str]) -> list[Published]:
+        from kodev.outputs import Outputs
+
+        built = self.build(patterns)
+        outputs = Outputs(self)
+        return outputs.write(built)
+
+
+def _main_pattern(main: str) -> str:
+    if main.endswith(".go"):
+        main = os.path.dirname(main) or "."
+    if main in (".", "") or main.startswith(("./", "../")) or main.startswith("/"):
+        return main or "."
+    return main
+
+
+def _match_listed(mains: Sequence[str], listed: Sequence[GoPackage],
+                  base_dir: Path) -> list[GoPackage]:
+    out = []
+    for main in mains:
+        wanted = (base_dir / main).resolve() if main.startswith((".", "/")) else None
+        match = next((p for p in listed if p.import_path == main
+                      or (wanted is not None and p.dir.resolve() == wanted)), None)
+        if match is None:
+            raise BuildError(f"build main {main!r} in {base_dir} is not a package")
+        out.append(match)
+    return out
+
+
+def _rfc3339(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _git_root(start: Path) -> Path:
+    """The enclosing git work tree (kodata symlinks may point anywhere inside it)."""
+    for candidate in (start, *start.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return start / "kodata"
+
+
+def split_docker_repo(value: str) -> tuple[str, str]:
+    registry, path = parse_repository(value)
+    return registry, path
+
+
+def target_reference(docker_repo: str, import_path: str, naming: str) -> Reference:
+    name = image_repository(docker_repo, import_path, naming)
+    registry, path = parse_repository(name)
+    if not path:
+        raise UsageError(f"KO_DOCKER_REPO={docker_repo} names no repository for --bare",
+                         hint="set KO_DOCKER_REPO to registry/repository")
+    return Reference(registry, path)
+
+
+__all__ = ["Built", "Event", "KodevError", "Pipeline", "PublishOptions", "Published"]
