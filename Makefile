@@ -1,0 +1,63 @@
+# kodev: the two commands of the quick start are `make demo` and `make test`.
+# Both install what they need (Debian packages, Python packages, crane) first.
+SHELL := /bin/bash
+PYTHON ?= python3
+export GOTOOLCHAIN ?= local
+export GOFLAGS ?= -mod=mod
+TOOLS_BIN := $(HOME)/.cache/kodev/tools/bin
+CRANE_VERSION := v0.21.9
+APT_PACKAGES := docker-registry skopeo umoci runc apache2-utils openssl
+export PATH := $(TOOLS_BIN):$(PATH)
+
+.PHONY: help deps apt-deps py-deps go-tools lint unit test test-only demo bench testenv-up testenv-down clean
+
+help:
+	@echo "make demo   build the example app, push it to a local registry, run it (runc) and deploy it"
+	@echo "make test   install everything, start the test environment, run lint and all tests"
+	@echo "make bench  compare kodev with ko and go build (see bench/README.md)"
+
+deps: apt-deps py-deps go-tools
+
+apt-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+py-deps:
+	@$(PYTHON) -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test]'
+
+go-tools:
+	@mkdir -p $(TOOLS_BIN)
+	@[ -x $(TOOLS_BIN)/crane ] || GOBIN=$(TOOLS_BIN) go install github.com/google/go-containerregistry/cmd/crane@$(CRANE_VERSION)
+
+lint: py-deps
+	$(PYTHON) -m ruff check kodev tests bench
+	$(PYTHON) -m mypy kodev
+
+testenv-up: deps
+	tests/testenv/up.sh
+
+testenv-down:
+	tests/testenv/down.sh
+
+# Unit tests and registry/runc tests only: no Kubernetes needed.
+unit: deps
+	$(PYTHON) -m pytest -m "not kube" -q
+
+test: deps lint
+	@set -e; started=0; \
+	if ! tests/testenv/up.sh --check >/dev/null 2>&1; then tests/testenv/up.sh; started=1; fi; \
+	status=0; $(PYTHON) -m pytest -q -rs || status=$$?; \
+	if [ $$started = 1 ]; then tests/testenv/down.sh; fi; \
+	exit $$status
+
+demo: deps
+	bash examples/demo.sh
+
+bench: deps
+	$(PYTHON) bench/run.py
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
