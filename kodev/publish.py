@@ -279,7 +279,7 @@ class Pipeline:
         if base.digest:
             index_annotations.update({"org.opencontainers.image.base.name": base.name,
                                       "org.opencontainers.image.base.digest": base.digest})
-        return Index(media_type=base.media_type if base.digest else OCI_INDEX, images=images,
+        return Index(media_type=base.media_type, images=images,
                      annotations=index_annotations, descriptor_extras=extras)
 
     def _app_layers(self, target: Target, base: Image, binary: BuiltBinary) -> AppLayers:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from kodev.cache import Cache
 from kodev.errors import RegistryError, UsageError
-from kodev.oci.image import Image
+from kodev.oci.image import Image, Index
 from kodev.oci.layers import BlobLocation, Layer, TarBuilder, layer_from_tar
 from kodev.oci.mediatypes import (
     OCI_INDEX,
@@ -93,9 +93,10 @@ class BaseLoader:
         platforms = BUILTIN_PLATFORMS if selection.all else selection.platforms
         images = [_builtin_image(p, layers_for(p), minimal=name == MINIMAL) for p in platforms]
         multi = len(images) > 1
-        return BaseImage(name=name, digest=None, media_type=OCI_INDEX if multi else OCI_MANIFEST,
+        digest = Index(OCI_INDEX, images).digest if multi else images[0].digest
+        return BaseImage(name=name, digest=digest, media_type=OCI_INDEX if multi else OCI_MANIFEST,
                          images=images, is_index=multi,
-                         descriptors=[{} for _ in images])
+                         descriptors=[image.descriptor() for image in images])
 
     def _minimal_layer(self) -> Layer:
         if "layer" not in self._minimal_layers:
@@ -147,6 +148,9 @@ class BaseLoader:
             image = self._image(location, child, child_type)
             image.platform = platform_from_json(desc.get("platform"))
             images.append(image)
+        if len(images) == 1:  # like ko: one matching platform gives an image, not an index
+            child = images[0]
+            return BaseImage(name, chosen[0]["digest"], child.media_type, images, False, [])
         return BaseImage(name, digest, media_type, images, True, chosen)
 
     def _manifest(self, registry: str, repository: str, digest: str) -> tuple[bytes, str]:

@@ -124,3 +124,38 @@ def test_push_with_basic_auth_from_docker_config(kodev: Kodev, registry_basic,
         "KO_DOCKER_REPO": f"{registry_basic.host}/private", "DOCKER_CONFIG": str(config_dir)})
     assert result.refs[0].startswith(f"{registry_basic.host}/private/worker-")
     assert registry_basic.password not in result.stderr + result.stdout
+
+
+def test_docker_v2_base_on_same_registry_is_mounted_not_uploaded(kodev: Kodev, registry) -> None:
+    (worker,) = build(kodev, registry.host, "./cmd/worker")
+    base = f"{registry.host}/bases/docker-base:v1"
+    subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false",
+                    "--dest-tls-verify=false", "--format", "v2s2",
+                    f"docker://{worker}", f"docker://{base}"], check=True)
+    result = kodev.run("build", "./cmd/web", env={
+        "KO_DOCKER_REPO": f"{registry.host}/demo", "KO_DEFAULTBASEIMAGE": base})
+    assert " mounted)" in result.stderr and "0 mounted" not in result.stderr
+    (ref,) = result.refs
+    manifest = skopeo_inspect(ref, raw=True)
+    assert manifest["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert {layer["mediaType"] for layer in manifest["layers"]} == {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"}
+    assert manifest["annotations"]["org.opencontainers.image.base.name"] == base
+    crane("validate", "--remote", ref)
+    run = run_image(ref, ["--once"])
+    assert "hello from web" in run.stdout
+
+
+def test_index_base_is_filtered_by_platform(kodev: Kodev, registry) -> None:
+    (multi,) = build(kodev, registry.host, "--platform=linux/amd64,linux/arm64", "./cmd/worker")
+    base = f"{registry.host}/bases/multi:v1"
+    subprocess.run(["skopeo", "copy", "--quiet", "--all", "--src-tls-verify=false",
+                    "--dest-tls-verify=false", f"docker://{multi}", f"docker://{base}"],
+                   check=True)
+    env = {"KO_DOCKER_REPO": f"{registry.host}/demo", "KO_DEFAULTBASEIMAGE": base}
+    (both,) = kodev.run("build", "--platform=all", "./cmd/web", env=env).refs
+    assert len(skopeo_inspect(both, raw=True)["manifests"]) == 2
+    (one,) = kodev.run("build", "--platform=linux/arm64", "./cmd/web", env=env).refs
+    single = skopeo_inspect(one, raw=True)
+    assert single["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert skopeo_inspect(one, config=True)["architecture"] == "arm64"

@@ -1,0 +1,1 @@
+"""Go toolchain integration: building main packages and describing what went into them."""
