@@ -128,7 +128,7 @@ class _FileReader:
         if isinstance(node, yaml.SequenceNode):
             base = prefix[:-1]
             return [self._value(item, f"{base}[{i}].") for i, item in enumerate(node.value)]
-        return yaml.SafeLoader(" ").construct_object(node)  # type: ignore[no-untyped-call]
+        return yaml.SafeLoader(" ").construct_object(node)
 
 
 def _config_from_mapping(

@@ -43,10 +43,17 @@ class Outputs:
         results = []
         for item in built:
             target = target_reference(docker_repo, item.target.import_path, self.options.naming)
-            results.append(Published(
-                pattern=item.target.pattern, import_path=item.target.import_path,
-                reference="", digest=item.artifact.digest, repository=target.name,
-                artifact=item.artifact, binaries=item.binaries))
+            results.append(
+                Published(
+                    pattern=item.target.pattern,
+                    import_path=item.target.import_path,
+                    reference="",
+                    digest=item.artifact.digest,
+                    repository=target.name,
+                    artifact=item.artifact,
+                    binaries=item.binaries,
+                )
+            )
         self._make_sboms(built, results)
         if self.options.oci_layout_path:
             self._write_layout(results)
@@ -69,7 +76,7 @@ class Outputs:
             raise UsageError(
                 "KO_DOCKER_REPO environment variable is unset",
                 hint="export KO_DOCKER_REPO=<registry>/<path> (for a local registry: "
-                     "localhost:5000), or use --push=false",
+                "localhost:5000), or use --push=false",
             )
         return "ko.local"
 
@@ -96,29 +103,43 @@ class Outputs:
             facts = []
             for image in images:
                 binary = item.binaries[image.platform]
-                info = read_build_info(binary.path, go=self.pipeline.environ.get("KO_GO_PATH", "go"))
+                info = read_build_info(
+                    binary.path, go=self.pipeline.environ.get("KO_GO_PATH", "go")
+                )
                 annotations = image.annotations
                 fact = ImageFacts(
-                    digest=image.digest, media_type=image.media_type,
+                    digest=image.digest,
+                    media_type=image.media_type,
                     created=str(image.config.get("created") or "1970-01-01T00:00:00Z"),
                     repository=result.repository,
                     base_ref=annotations.get("org.opencontainers.image.base.name") or base.name,
                     base_digest=annotations.get("org.opencontainers.image.base.digest"),
-                    platform=str(image.platform), tool_version=kodev.__version__)
+                    platform=str(image.platform),
+                    tool_version=kodev.__version__,
+                )
                 facts.append(fact)
-                document = (spdx_document(info, fact) if kind == "spdx"
-                            else cyclonedx_document(info, fact))
+                document = (
+                    spdx_document(info, fact) if kind == "spdx" else cyclonedx_document(info, fact)
+                )
                 result.sboms[image.digest] = document
                 self._write_sbom_file(item, image, document)
             if isinstance(item.artifact, Index):
                 index = item.artifact
                 index_fact = ImageFacts(
-                    digest=index.digest, media_type=index.media_type,
-                    created=facts[0].created, repository=result.repository,
-                    base_ref=base.name, base_digest=base.digest, platform=None,
-                    tool_version=kodev.__version__)
-                document = (spdx_index_document(facts, index_fact) if kind == "spdx"
-                            else cyclonedx_index_document(facts, index_fact))
+                    digest=index.digest,
+                    media_type=index.media_type,
+                    created=facts[0].created,
+                    repository=result.repository,
+                    base_ref=base.name,
+                    base_digest=base.digest,
+                    platform=None,
+                    tool_version=kodev.__version__,
+                )
+                document = (
+                    spdx_index_document(facts, index_fact)
+                    if kind == "spdx"
+                    else cyclonedx_index_document(facts, index_fact)
+                )
                 result.sboms[index.digest] = document
                 self._write_sbom_file(item, None, document)
 
@@ -138,9 +159,18 @@ class Outputs:
         for subject in [*images, result.artifact]:
             document = result.sboms.get(subject.digest)
             if document is not None:
-                artifacts.append((subject.digest, artifact_manifest(
-                    subject.descriptor() if isinstance(subject, Index)
-                    else subject.descriptor(with_platform=False), media_type, document)))
+                artifacts.append(
+                    (
+                        subject.digest,
+                        artifact_manifest(
+                            subject.descriptor()
+                            if isinstance(subject, Index)
+                            else subject.descriptor(with_platform=False),
+                            media_type,
+                            document,
+                        ),
+                    )
+                )
         return artifacts
 
     # ------------------------------------------------------------------ registry
@@ -156,15 +186,24 @@ class Outputs:
         pusher.push(result.artifact, tags)
         stats = pusher.stats
         if stats.skipped_manifests:
-            pipeline.emit("pushed", f"{result.repository}@{result.digest} is already there",
-                          result.import_path, skipped=True)
+            pipeline.emit(
+                "pushed",
+                f"{result.repository}@{result.digest} is already there",
+                result.import_path,
+                skipped=True,
+            )
         else:
             pipeline.emit(
                 "pushed",
                 f"pushed {result.repository}@{result.digest} ({stats.uploaded} new blob(s), "
-                f"{stats.uploaded_bytes} bytes; {stats.existing} existing, {stats.mounted} mounted)",
-                result.import_path, uploaded=stats.uploaded, uploaded_bytes=stats.uploaded_bytes,
-                existing=stats.existing, mounted=stats.mounted)
+                f"{stats.uploaded_bytes} bytes; {stats.existing} existing, "
+                f"{stats.mounted} mounted)",
+                result.import_path,
+                uploaded=stats.uploaded,
+                uploaded_bytes=stats.uploaded_bytes,
+                existing=stats.existing,
+                mounted=stats.mounted,
+            )
             self._push_sboms(result, pusher)
 
     def _push_sboms(self, result: Published, pusher: object) -> None:
@@ -179,8 +218,12 @@ class Outputs:
         for subject_digest, artifact in artifacts:
             pusher.push_image_by_digest(artifact)
             if not supports_referrers:
-                pusher.client.put_manifest(repo, attachment_tag(subject_digest, "sbom"),
-                                           artifact.manifest_bytes(), artifact.media_type)
+                pusher.client.put_manifest(
+                    repo,
+                    attachment_tag(subject_digest, "sbom"),
+                    artifact.manifest_bytes(),
+                    artifact.media_type,
+                )
 
     # ------------------------------------------------------------------ files
 
@@ -190,8 +233,12 @@ class Outputs:
         path = Path(self.options.oci_layout_path or ".")
         writer = LayoutWriter(path, self.pipeline.layer_bytes)
         for result in results:
-            writer.add(result.artifact, annotations={
-                "org.opencontainers.image.ref.name": f"{result.repository}@{result.digest}"})
+            writer.add(
+                result.artifact,
+                annotations={
+                    "org.opencontainers.image.ref.name": f"{result.repository}@{result.digest}"
+                },
+            )
         writer.close()
         self.pipeline.emit("layout", f"wrote {len(results)} image(s) to OCI layout {path}")
 
@@ -200,8 +247,9 @@ class Outputs:
 
         path = Path(self.options.tarball or "image.tar")
         tags = [t for t in self.options.tags if t] or ["latest"]
-        write_tarball(path, [(r.repository, r.artifact) for r in results], tags,
-                      self.pipeline.layer_bytes)
+        write_tarball(
+            path, [(r.repository, r.artifact) for r in results], tags, self.pipeline.layer_bytes
+        )
         self.pipeline.emit("tarball", f"wrote {path}")
 
     def _write_refs(self, results: Sequence[Published]) -> None:
@@ -209,8 +257,9 @@ class Outputs:
         for result in results:
             lines.append(result.reference)
             if isinstance(result.artifact, Index):
-                lines.extend(f"{result.repository}@{image.digest}"
-                             for image in result.artifact.images)
+                lines.extend(
+                    f"{result.repository}@{image.digest}" for image in result.artifact.images
+                )
         atomic_write(Path(self.options.image_refs or "refs"), ("\n".join(lines) + "\n").encode())
 
 

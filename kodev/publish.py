@@ -19,9 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import kodev
 from kodev.cache import Cache, default_cache_dir
 from kodev.config import BuildConfig, KoConfig, load_config
 from kodev.errors import BuildError, KodevError, UsageError
@@ -36,9 +35,12 @@ from kodev.oci.layers import (
     kodata_layer_tar,
     layer_from_tar,
 )
-from kodev.oci.mediatypes import OCI_INDEX, layer_type_for
+from kodev.oci.mediatypes import layer_type_for
 from kodev.oci.platform import Platform, PlatformSelection, host_platform_default
 from kodev.oci.reference import Reference, parse_repository
+
+if TYPE_CHECKING:
+    from kodev.registry.pool import ClientPool
 
 NAMING_MODES = ("md5", "preserve", "base", "bare")
 SBOM_FORMATS = ("spdx", "cyclonedx", "none")
@@ -125,7 +127,7 @@ def image_repository(docker_repo: str, import_path: str, naming: str) -> str:
         return f"{repo}/{base}"
     if naming == "bare":
         return repo
-    return f"{repo}/{base}-{hashlib.md5(import_path.encode()).hexdigest()}"  # noqa: S324
+    return f"{repo}/{base}-{hashlib.md5(import_path.encode()).hexdigest()}"
 
 
 class Pipeline:
@@ -144,7 +146,7 @@ class Pipeline:
         self.on_event = on_event or (lambda event: None)
         self.config = config or load_config(self.workdir, self.environ)
         self.cache = Cache(default_cache_dir(self.environ), enabled=options.use_cache)
-        self._pool: Any = None
+        self._pool: ClientPool | None = None
         self._pool_lock = threading.Lock()
         self._bases: dict[str, BaseImage] = {}
         self.selection = self._platform_selection()
@@ -152,7 +154,7 @@ class Pipeline:
     # ---------------------------------------------------------------- helpers
 
     @property
-    def pool(self) -> Any:
+    def pool(self) -> ClientPool:
         """The registry client pool, created on first use (building to a layout needs none)."""
         with self._pool_lock:
             if self._pool is None:
@@ -165,16 +167,17 @@ class Pipeline:
         if self._pool is not None:
             self._pool.close()
 
-    def emit(self, kind: str, message: str, import_path: str | None = None,
-             **data: Any) -> None:
+    def emit(self, kind: str, message: str, import_path: str | None = None, **data: Any) -> None:
         self.on_event(Event(kind, message, import_path, data))
 
     def _platform_selection(self) -> PlatformSelection:
         requested = self.options.platforms or self.config.default_platforms
         goos, goarch = self.environ.get("GOOS"), self.environ.get("GOARCH")
         if self.options.platforms and (goos or goarch):
-            raise UsageError("GOOS/GOARCH cannot be combined with --platform",
-                             hint="unset GOOS and GOARCH, or drop --platform")
+            raise UsageError(
+                "GOOS/GOARCH cannot be combined with --platform",
+                hint="unset GOOS and GOARCH, or drop --platform",
+            )
         if requested:
             return PlatformSelection.parse(list(requested))
         if goos or goarch:
@@ -194,13 +197,15 @@ class Pipeline:
         packages = resolve_main_packages(local, workdir=self.workdir, environ=self.environ)
         targets = []
         for pattern in patterns:
+            build: BuildConfig | None
             if pattern in builds:
                 build, package = builds[pattern]
             else:
                 package = packages[pattern]
-                build = builds.get(package.import_path, (None, package))[0]
-            targets.append(Target(pattern, package, build,
-                                  self.config.base_image_for(package.import_path)))
+                build = builds[package.import_path][0] if package.import_path in builds else None
+            targets.append(
+                Target(pattern, package, build, self.config.base_image_for(package.import_path))
+            )
         return targets
 
     def _builds_by_import_path(self) -> dict[str, tuple[BuildConfig, GoPackage]]:
@@ -215,8 +220,9 @@ class Pipeline:
                 listed = run_go_list(mains, workdir=base_dir, environ=self.environ)
             except BuildError as exc:
                 where = self.config.path or ".ko.yaml"
-                raise BuildError(f"{where}: builds in {directory}: {exc.message}",
-                                 output=exc.output) from exc
+                raise BuildError(
+                    f"{where}: builds in {directory}: {exc.message}", output=exc.output
+                ) from exc
             for build, pkg in zip(builds, _match_listed(mains, listed, base_dir), strict=True):
                 found[pkg.import_path] = (build, pkg)
         return found
@@ -228,32 +234,45 @@ class Pipeline:
         self._load_bases(targets)
         requests = [(t.package, t.build) for t in targets]
         platforms = {p for t in targets for p in self._platforms_of(t)}
-        self.emit("build", f"go build {len(targets)} package(s) for "
-                  f"{', '.join(sorted(str(p) for p in platforms))}")
-        builder = GoBuilder(self.config, self.cache.bin_root, BuildOptions(
-            ldflags_override=self.options.ldflags,
-            disable_optimizations=self.options.disable_optimizations,
-            jobs=self.options.jobs, environ=self.environ))
+        self.emit(
+            "build",
+            f"go build {len(targets)} package(s) for "
+            f"{', '.join(sorted(str(p) for p in platforms))}",
+        )
+        builder = GoBuilder(
+            self.config,
+            self.cache.bin_root,
+            BuildOptions(
+                ldflags_override=self.options.ldflags,
+                disable_optimizations=self.options.disable_optimizations,
+                jobs=self.options.jobs,
+                environ=self.environ,
+            ),
+        )
         binaries = builder.build_for(
-            [(pkg, build, self._platforms_of(t)) for (pkg, build), t in zip(requests, targets,
-                                                                            strict=True)],
+            [
+                (pkg, build, self._platforms_of(t))
+                for (pkg, build), t in zip(requests, targets, strict=True)
+            ],
             self.workdir,
         )
         built = []
         for target in targets:
-            per_platform = {p: binaries[(target.import_path, p)] for p in self._platforms_of(target)}
+            per_platform = {
+                p: binaries[(target.import_path, p)] for p in self._platforms_of(target)
+            }
             built.append(Built(target, self._assemble(target, per_platform), per_platform))
         return built
 
     def _load_bases(self, targets: Sequence[Target]) -> None:
         names = sorted({t.base_name for t in targets} - set(self._bases))
-        loader = BaseLoader(self.pool if any("://" not in n and n != "scratch" for n in names)
-                            else None, self.cache)
+        loader = BaseLoader(lambda: self.pool, self.cache)
         if names:
             self.emit("base", f"base image(s): {', '.join(names)}")
         with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
-            for name, base in zip(names, pool.map(lambda n: loader.load(n, self.selection),
-                                                  names), strict=True):
+            for name, base in zip(
+                names, pool.map(lambda n: loader.load(n, self.selection), names), strict=True
+            ):
                 self._bases[name] = base
         for target in targets:
             target.base = self._bases[target.base_name]
@@ -273,14 +292,24 @@ class Pipeline:
             images.append(append_app_layers(base_image, app, annotations))
         if not base.is_index:
             return images[0]
-        extras = [{k: v for k, v in desc.items() if k in ("urls", "annotations")}
-                  for desc in base.descriptors]
+        extras = [
+            {k: v for k, v in desc.items() if k in ("urls", "annotations")}
+            for desc in base.descriptors
+        ]
         index_annotations = dict(user_annotations)
         if base.digest:
-            index_annotations.update({"org.opencontainers.image.base.name": base.name,
-                                      "org.opencontainers.image.base.digest": base.digest})
-        return Index(media_type=base.media_type, images=images,
-                     annotations=index_annotations, descriptor_extras=extras)
+            index_annotations.update(
+                {
+                    "org.opencontainers.image.base.name": base.name,
+                    "org.opencontainers.image.base.digest": base.digest,
+                }
+            )
+        return Index(
+            media_type=base.media_type,
+            images=images,
+            annotations=index_annotations,
+            descriptor_extras=extras,
+        )
 
     def _app_layers(self, target: Target, base: Image, binary: BuiltBinary) -> AppLayers:
         windows = base.platform.os == "windows"
@@ -303,31 +332,43 @@ class Pipeline:
     def _kodata_layer(self, target: Target, windows: bool, mtime: int, media_type: str) -> Layer:
         allowed = self.environ.get("KO_DATA_PATH_ALLOWED_ROOT")
         root = Path(allowed) if allowed else _git_root(target.package.dir)
-        raw = kodata_layer_tar(target.package.kodata_dir, allowed_root=root, windows=windows,
-                               mtime=mtime)
+        raw = kodata_layer_tar(
+            target.package.kodata_dir, allowed_root=root, windows=windows, mtime=mtime
+        )
         return layer_from_tar(raw, media_type)
 
-    def _binary_layer(self, binary: BuiltBinary, name: str, windows: bool,
-                      media_type: str) -> Layer:
-        """Binary layers are cached by the binary's content: an unchanged binary is not recompressed."""
+    def _binary_layer(
+        self, binary: BuiltBinary, name: str, windows: bool, media_type: str
+    ) -> Layer:
+        """Cached by the binary's content: an unchanged binary is not tarred or compressed again."""
         key = hashlib.sha256(
             f"{binary.sha256}|{name}|{windows}|{media_type}|{COMPRESSOR}|v1".encode()
         ).hexdigest()
 
         def produce() -> bytes:
-            layer = layer_from_tar(binary_layer_tar(binary.path, name, windows=windows),
-                                   media_type)
-            self.cache.put_meta("binary-layer", key, {
-                "digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size})
+            layer = layer_from_tar(binary_layer_tar(binary.path, name, windows=windows), media_type)
+            self.cache.put_meta(
+                "binary-layer",
+                key,
+                {"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size},
+            )
             return layer.read()
 
         meta = self.cache.get_meta("binary-layer", key)
         if meta is not None:
-            return Layer(digest=meta["digest"], diff_id=meta["diff_id"], size=int(meta["size"]),
-                         media_type=media_type, producer=produce)
+            return Layer(
+                digest=meta["digest"],
+                diff_id=meta["diff_id"],
+                size=int(meta["size"]),
+                media_type=media_type,
+                producer=produce,
+            )
         layer = layer_from_tar(binary_layer_tar(binary.path, name, windows=windows), media_type)
-        self.cache.put_meta("binary-layer", key, {
-            "digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size})
+        self.cache.put_meta(
+            "binary-layer",
+            key,
+            {"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size},
+        )
         return layer
 
     def layer_bytes(self, layer: Layer) -> bytes:
@@ -339,7 +380,8 @@ class Pipeline:
             return cached
         assert layer.location is not None
         data: bytes = self.pool.get(layer.location.registry).get_blob(
-            layer.location.repository, layer.digest)
+            layer.location.repository, layer.digest
+        )
         self.cache.put_blob(layer.digest, data)
         return data
 
@@ -361,13 +403,20 @@ def _main_pattern(main: str) -> str:
     return main
 
 
-def _match_listed(mains: Sequence[str], listed: Sequence[GoPackage],
-                  base_dir: Path) -> list[GoPackage]:
+def _match_listed(
+    mains: Sequence[str], listed: Sequence[GoPackage], base_dir: Path
+) -> list[GoPackage]:
     out = []
     for main in mains:
         wanted = (base_dir / main).resolve() if main.startswith((".", "/")) else None
-        match = next((p for p in listed if p.import_path == main
-                      or (wanted is not None and p.dir.resolve() == wanted)), None)
+        match = next(
+            (
+                p
+                for p in listed
+                if p.import_path == main or (wanted is not None and p.dir.resolve() == wanted)
+            ),
+            None,
+        )
         if match is None:
             raise BuildError(f"build main {main!r} in {base_dir} is not a package")
         out.append(match)
@@ -395,8 +444,10 @@ def target_reference(docker_repo: str, import_path: str, naming: str) -> Referen
     name = image_repository(docker_repo, import_path, naming)
     registry, path = parse_repository(name)
     if not path:
-        raise UsageError(f"KO_DOCKER_REPO={docker_repo} names no repository for --bare",
-                         hint="set KO_DOCKER_REPO to registry/repository")
+        raise UsageError(
+            f"KO_DOCKER_REPO={docker_repo} names no repository for --bare",
+            hint="set KO_DOCKER_REPO to registry/repository",
+        )
     return Reference(registry, path)
 
 

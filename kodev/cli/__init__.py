@@ -38,19 +38,24 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kodev",
         description="Build Go services into OCI images without Docker, and run a fast "
-                    "Kubernetes inner loop. Reads ko's .ko.yaml and KO_* variables.",
+        "Kubernetes inner loop. Reads ko's .ko.yaml and KO_* variables.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  KO_DOCKER_REPO=localhost:5000 kodev build ./cmd/app\n"
-               "  kodev build --platform=linux/amd64,linux/arm64 ./cmd/...\n\n" + EXIT_CODES,
+        "  KO_DOCKER_REPO=localhost:5000 kodev build ./cmd/app\n"
+        "  kodev build --platform=linux/amd64,linux/arm64 ./cmd/...\n\n" + EXIT_CODES,
     )
     parser.add_argument("--version", action="version", version=f"kodev {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log registry traffic")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_module, help_text) in COMMANDS.items():
         aliases = [a for a, target in ALIASES.items() if target == name]
-        command = sub.add_parser(name, aliases=aliases, help=help_text, description=help_text,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+        command = sub.add_parser(
+            name,
+            aliases=aliases,
+            help=help_text,
+            description=help_text,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         flags.add_command_flags(name, command)
     return parser
 

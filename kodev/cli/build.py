@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from kodev.errors import UsageError
-from kodev.publish import Pipeline, PublishOptions, Published
+from kodev.publish import Pipeline, Published, PublishOptions
 
 
 def split_list(values: list[str]) -> tuple[str, ...]:
@@ -24,7 +24,9 @@ def key_values(values: list[str], flag: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def options_from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -> PublishOptions:
+def options_from_args(
+    args: argparse.Namespace, environ: dict[str, str] | None = None
+) -> PublishOptions:
     """Translate ko-style flags into PublishOptions (shared by build, resolve, apply, up)."""
     import os
 
@@ -37,8 +39,15 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str] | None =
     tags = split_list(args.tags) or ("latest",)
     if args.tag_only and (len(tags) != 1 or tags[0] == "latest"):
         raise UsageError("--tag-only needs exactly one tag, and not 'latest'")
-    naming = ("preserve" if args.preserve_import_paths else "base" if args.base_import_paths
-              else "bare" if args.bare else "md5")
+    naming = (
+        "preserve"
+        if args.preserve_import_paths
+        else "base"
+        if args.base_import_paths
+        else "bare"
+        if args.bare
+        else "md5"
+    )
     return PublishOptions(
         docker_repo=env.get("KO_DOCKER_REPO"),
         tags=tags,

@@ -15,8 +15,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from kodev.publish import Event
 
-_STYLES = {"build": "cyan", "push": "blue", "pushed": "green", "base": "magenta",
-           "error": "red", "done": "green"}
+_STYLES = {
+    "build": "cyan",
+    "push": "blue",
+    "pushed": "green",
+    "base": "magenta",
+    "error": "red",
+    "done": "green",
+}
 
 
 class ProgressPrinter:
@@ -37,8 +43,12 @@ class ProgressPrinter:
             self._status.__enter__()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._status is not None:
             self._status.__exit__(exc_type, exc, tb)
 
@@ -54,7 +64,10 @@ class ProgressPrinter:
             sys.stderr.write(json.dumps(record) + "\n")
             return
         style = _STYLES.get(event.kind, "white")
-        self.console.print(f"[dim]{elapsed:6.2f}s[/] [{style}]{event.kind:>7}[/] {event.message}",
-                           markup=True, soft_wrap=True)
+        self.console.print(
+            f"[dim]{elapsed:6.2f}s[/] [{style}]{event.kind:>7}[/] {event.message}",
+            markup=True,
+            soft_wrap=True,
+        )
         if self._status is not None:
             self._status.update(event.message)

@@ -24,7 +24,7 @@ from pathlib import Path
 from kodev.config import BuildConfig, KoConfig
 from kodev.errors import BuildError, ConfigError
 from kodev.golang.packages import GoPackage, go_binary
-from kodev.golang.template import has_template, render
+from kodev.golang.template import Lookup, has_template, render
 from kodev.oci.platform import Platform
 
 
@@ -64,9 +64,9 @@ class GoBuilder:
         self.options = options
         self.go = go_binary(options.environ)
 
-    def settings_for(self, package: GoPackage, build: BuildConfig | None, workdir: Path) -> tuple[
-        Path, tuple[str, ...], tuple[str, ...], tuple[str, ...]
-    ]:
+    def settings_for(
+        self, package: GoPackage, build: BuildConfig | None, workdir: Path
+    ) -> tuple[Path, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
         """The un-templated (dir, env, flags, ldflags) of a package, with ko's precedence."""
         cfg = self.config
         env = build.env if build and build.env is not None else cfg.default_env
@@ -175,18 +175,26 @@ class GoBuilder:
             for p in group
         }
 
-    def _output_dir(self, settings: BuildSettings, platform: Platform, group: list[GoPackage]) -> Path:
+    def _output_dir(
+        self, settings: BuildSettings, platform: Platform, group: list[GoPackage]
+    ) -> Path:
         key = hashlib.sha256(
             json.dumps(
-                [str(settings.dir), settings.env, settings.flags, settings.ldflags,
-                 sorted(p.import_path for p in group), self.options.disable_optimizations]
+                [
+                    str(settings.dir),
+                    settings.env,
+                    settings.flags,
+                    settings.ldflags,
+                    sorted(p.import_path for p in group),
+                    self.options.disable_optimizations,
+                ]
             ).encode()
         ).hexdigest()[:16]
         return self.out_root / platform.slug / key
 
 
 def _affects_build(key: str, build_keys: set[str]) -> bool:
-    """Only these variables decide the output directory, so an unrelated one cannot force a relink."""
+    """Only these variables pick the output directory: an unrelated one must not force a relink."""
     return key in build_keys or key.startswith(("GO", "CGO_")) or key in ("CC", "CXX", "PATH")
 
 
@@ -236,7 +244,7 @@ class TemplateData:
         self.build_dir = build_dir
         self.epoch = source_date_epoch(environ)
 
-    def lookups(self) -> dict[str, object]:
+    def lookups(self) -> dict[str, Lookup]:
         stamp = self.epoch if self.epoch is not None else int(time.time())
         return {
             "Env": lambda: {"LDFLAGS": "", **self.env},

@@ -22,11 +22,21 @@ def attachment_tag(subject_digest: str, suffix: str) -> str:
     return subject_digest.replace(":", "-") + f".{suffix}"
 
 
-def artifact_manifest(subject: dict[str, Any], media_type: str, payload: bytes,
-                      *, annotations: dict[str, str] | None = None) -> Image:
+def artifact_manifest(
+    subject: dict[str, Any],
+    media_type: str,
+    payload: bytes,
+    *,
+    annotations: dict[str, str] | None = None,
+) -> Image:
     """An artifact whose single layer is ``payload`` and whose subject is ``subject``."""
-    layer = Layer(digest=sha256_digest(payload), diff_id=sha256_digest(payload),
-                  size=len(payload), media_type=media_type, data=payload)
+    layer = Layer(
+        digest=sha256_digest(payload),
+        diff_id=sha256_digest(payload),
+        size=len(payload),
+        media_type=media_type,
+        data=payload,
+    )
     image = Image(
         media_type=OCI_MANIFEST,
         config={},

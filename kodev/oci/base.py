@@ -66,14 +66,17 @@ class BaseImage:
 
 
 def _base_annotations(name: str, digest: str) -> dict[str, str]:
-    return {"org.opencontainers.image.base.name": name,
-            "org.opencontainers.image.base.digest": digest}
+    return {
+        "org.opencontainers.image.base.name": name,
+        "org.opencontainers.image.base.digest": digest,
+    }
 
 
 class BaseLoader:
     """Loads base images once per name, using the cache for anything addressed by digest."""
 
-    def __init__(self, pool: ClientPool, cache: Cache) -> None:
+    def __init__(self, pool: Callable[[], ClientPool], cache: Cache) -> None:
+        """``pool`` is called only when a base lives in a registry (built-ins need none)."""
         self.pool = pool
         self.cache = cache
         self._minimal_layers: dict[str, Layer] = {}
@@ -84,19 +87,27 @@ class BaseLoader:
         if name == MINIMAL:
             return self._builtin(name, selection, lambda p: [self._minimal_layer()])
         if "://" in name:
-            raise UsageError(f"unknown base image {name!r}",
-                             hint=f"use a registry reference, {SCRATCH} or {MINIMAL}")
+            raise UsageError(
+                f"unknown base image {name!r}",
+                hint=f"use a registry reference, {SCRATCH} or {MINIMAL}",
+            )
         return self._remote(name, selection)
 
-    def _builtin(self, name: str, selection: PlatformSelection,
-                 layers_for: Callable[[Platform], list[Layer]]) -> BaseImage:
+    def _builtin(
+        self, name: str, selection: PlatformSelection, layers_for: Callable[[Platform], list[Layer]]
+    ) -> BaseImage:
         platforms = BUILTIN_PLATFORMS if selection.all else selection.platforms
         images = [_builtin_image(p, layers_for(p), minimal=name == MINIMAL) for p in platforms]
         multi = len(images) > 1
         digest = Index(OCI_INDEX, images).digest if multi else images[0].digest
-        return BaseImage(name=name, digest=digest, media_type=OCI_INDEX if multi else OCI_MANIFEST,
-                         images=images, is_index=multi,
-                         descriptors=[image.descriptor() for image in images])
+        return BaseImage(
+            name=name,
+            digest=digest,
+            media_type=OCI_INDEX if multi else OCI_MANIFEST,
+            images=images,
+            is_index=multi,
+            descriptors=[image.descriptor() for image in images],
+        )
 
     def _minimal_layer(self) -> Layer:
         if "layer" not in self._minimal_layers:
@@ -105,20 +116,23 @@ class BaseLoader:
 
     def _remote(self, name: str, selection: PlatformSelection) -> BaseImage:
         ref = parse_reference(name)
-        client = self.pool.get(ref.registry)
+        client = self.pool().get(ref.registry)
         digest = ref.digest
         if digest is None:
             head = client.head_manifest(ref.repository, ref.identifier)
             if head is None:
-                raise RegistryError(f"base image {name} not found",
-                                    hint="check defaultBaseImage / baseImageOverrides in .ko.yaml")
+                raise RegistryError(
+                    f"base image {name} not found",
+                    hint="check defaultBaseImage / baseImageOverrides in .ko.yaml",
+                )
             digest = head.digest
         body, media_type = self._manifest(ref.registry, ref.repository, digest)
         location = BlobLocation(ref.registry, ref.repository)
         if not is_index(media_type):
             image = self._image(location, body, media_type)
-            if not selection.all and not any(image.platform.matches(p)
-                                             for p in selection.platforms):
+            if not selection.all and not any(
+                image.platform.matches(p) for p in selection.platforms
+            ):
                 raise UsageError(
                     f"base image {name} is {image.platform}, not {selection}",
                     hint="pick a base that has the platform, or change --platform",
@@ -126,8 +140,15 @@ class BaseLoader:
             return BaseImage(name, digest, media_type, [image], False, [])
         return self._index(name, digest, media_type, body, location, selection)
 
-    def _index(self, name: str, digest: str, media_type: str, body: bytes,
-               location: BlobLocation, selection: PlatformSelection) -> BaseImage:
+    def _index(
+        self,
+        name: str,
+        digest: str,
+        media_type: str,
+        body: bytes,
+        location: BlobLocation,
+        selection: PlatformSelection,
+    ) -> BaseImage:
         index = json.loads(body)
         chosen: list[dict[str, Any]] = []
         for desc in index.get("manifests", []):
@@ -139,25 +160,27 @@ class BaseLoader:
             if selection.all or any(platform.matches(p) for p in selection.platforms):
                 chosen.append(desc)
         if not chosen:
-            raise UsageError(f"base image {name} has no image for platform {selection}",
-                             hint="list its platforms with: skopeo inspect --raw docker://...")
+            raise UsageError(
+                f"base image {name} has no image for platform {selection}",
+                hint="list its platforms with: skopeo inspect --raw docker://...",
+            )
         images = []
         for desc in chosen:
-            child, child_type = self._manifest(location.registry, location.repository,
-                                               desc["digest"])
+            child, child_type = self._manifest(
+                location.registry, location.repository, desc["digest"]
+            )
             image = self._image(location, child, child_type)
             image.platform = platform_from_json(desc.get("platform"))
             images.append(image)
         if len(images) == 1:  # like ko: one matching platform gives an image, not an index
-            child = images[0]
-            return BaseImage(name, chosen[0]["digest"], child.media_type, images, False, [])
+            return BaseImage(name, chosen[0]["digest"], images[0].media_type, images, False, [])
         return BaseImage(name, digest, media_type, images, True, chosen)
 
     def _manifest(self, registry: str, repository: str, digest: str) -> tuple[bytes, str]:
         cached = self.cache.get_blob(digest)
         if cached is not None:
             return cached, _media_type_of(cached)
-        manifest = self.pool.get(registry).get_manifest(repository, digest)
+        manifest = self.pool().get(registry).get_manifest(repository, digest)
         self.cache.put_blob(manifest.digest, manifest.body)
         return manifest.body, manifest.media_type
 
@@ -165,7 +188,7 @@ class BaseLoader:
         cached = self.cache.get_blob(digest)
         if cached is not None:
             return cached
-        data = self.pool.get(location.registry).get_blob(location.repository, digest)
+        data = self.pool().get(location.registry).get_blob(location.repository, digest)
         self.cache.put_blob(digest, data)
         return data
 
@@ -176,15 +199,17 @@ class BaseLoader:
         diff_ids = config.get("rootfs", {}).get("diff_ids", [])
         layers = []
         for position, desc in enumerate(manifest.get("layers", [])):
-            layers.append(Layer(
-                digest=desc["digest"],
-                diff_id=diff_ids[position] if position < len(diff_ids) else "",
-                size=int(desc["size"]),
-                media_type=desc["mediaType"],
-                location=location,
-                annotations=desc.get("annotations"),
-                urls=desc.get("urls"),
-            ))
+            layers.append(
+                Layer(
+                    digest=desc["digest"],
+                    diff_id=diff_ids[position] if position < len(diff_ids) else "",
+                    size=int(desc["size"]),
+                    media_type=desc["mediaType"],
+                    location=location,
+                    annotations=desc.get("annotations"),
+                    urls=desc.get("urls"),
+                )
+            )
         return Image(
             media_type=media_type,
             config=config,
@@ -204,7 +229,9 @@ def _media_type_of(body: bytes) -> str:
 
 
 def _builtin_image(platform: Platform, layers: list[Layer], *, minimal: bool) -> Image:
-    inner: dict[str, Any] = {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]}
+    inner: dict[str, Any] = {
+        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    }
     if minimal:
         inner["Env"].append("SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt")
         inner["User"] = str(NONROOT_UID)
@@ -219,8 +246,11 @@ def _builtin_image(platform: Platform, layers: list[Layer], *, minimal: bool) ->
     config["config"] = inner
     config["rootfs"] = {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]}
     config["history"] = [
-        {"created": BUILTIN_CREATED, "created_by": "kodev built-in base",
-         "comment": "nonroot user 65532, CA certificates, time zones"}
+        {
+            "created": BUILTIN_CREATED,
+            "created_by": "kodev built-in base",
+            "comment": "nonroot user 65532, CA certificates, time zones",
+        }
         for _ in layers
     ]
     return Image(media_type=OCI_MANIFEST, config=config, layers=list(layers), platform=platform)
@@ -229,20 +259,29 @@ def _builtin_image(platform: Platform, layers: list[Layer], *, minimal: bool) ->
 def minimal_base_tar() -> bytes:
     """The single layer of ``kodev://minimal``; entries in a fixed order, all mtime 0."""
     import certifi
+
     tar = TarBuilder(0)
-    for directory, mode in (("etc", 0o755), ("etc/ssl", 0o755), ("etc/ssl/certs", 0o755),
-                            ("home", 0o755), ("tmp", 0o1777), ("usr", 0o755),
-                            ("usr/share", 0o755), ("usr/share/zoneinfo", 0o755)):
+    for directory, mode in (
+        ("etc", 0o755),
+        ("etc/ssl", 0o755),
+        ("etc/ssl/certs", 0o755),
+        ("home", 0o755),
+        ("tmp", 0o1777),
+        ("usr", 0o755),
+        ("usr/share", 0o755),
+        ("usr/share/zoneinfo", 0o755),
+    ):
         tar.add_dir(directory, mode)
     tar.add_dir("home/nonroot", 0o700, uid=NONROOT_UID)
-    tar.add_file("etc/passwd", (
-        "root:x:0:0:root:/root:/sbin/nologin\n"
-        "nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n"
-        f"nonroot:x:{NONROOT_UID}:{NONROOT_UID}:nonroot:/home/nonroot:/sbin/nologin\n"
-    ).encode())
-    tar.add_file("etc/group", (
-        f"root:x:0:\nnobody:x:65534:\nnonroot:x:{NONROOT_UID}:\n"
-    ).encode())
+    tar.add_file(
+        "etc/passwd",
+        (
+            "root:x:0:0:root:/root:/sbin/nologin\n"
+            "nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n"
+            f"nonroot:x:{NONROOT_UID}:{NONROOT_UID}:nonroot:/home/nonroot:/sbin/nologin\n"
+        ).encode(),
+    )
+    tar.add_file("etc/group", (f"root:x:0:\nnobody:x:65534:\nnonroot:x:{NONROOT_UID}:\n").encode())
     tar.add_file("etc/nsswitch.conf", b"hosts: files dns\n")
     with open(certifi.where(), "rb") as f:
         tar.add_file("etc/ssl/certs/ca-certificates.crt", f.read())
@@ -265,5 +304,3 @@ def _add_zoneinfo(tar: TarBuilder) -> None:
                 tar.add_file(f"usr/share/zoneinfo{path}", child.read_bytes())
 
     walk(root, "")
-
-

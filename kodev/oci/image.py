@@ -14,7 +14,6 @@ from typing import Any
 
 from kodev.oci.layers import Layer
 from kodev.oci.mediatypes import (
-    OCI_INDEX,
     config_type_for,
     sha256_digest,
 )
@@ -97,8 +96,11 @@ class Index:
                 if position < len(self.descriptor_extras):
                     desc.update(self.descriptor_extras[position])
                 manifests.append(desc)
-            body: dict[str, Any] = {"schemaVersion": 2, "mediaType": self.media_type,
-                                    "manifests": manifests}
+            body: dict[str, Any] = {
+                "schemaVersion": 2,
+                "mediaType": self.media_type,
+                "manifests": manifests,
+            }
             if self.annotations:
                 body["annotations"] = dict(sorted(self.annotations.items()))
             self._manifest = canonical_json(body)
@@ -109,8 +111,11 @@ class Index:
         return sha256_digest(self.manifest_bytes())
 
     def descriptor(self) -> dict[str, Any]:
-        return {"mediaType": self.media_type, "size": len(self.manifest_bytes()),
-                "digest": self.digest}
+        return {
+            "mediaType": self.media_type,
+            "size": len(self.manifest_bytes()),
+            "digest": self.digest,
+        }
 
 
 @dataclass(frozen=True)
@@ -156,10 +161,18 @@ def append_app_layers(base: Image, app: AppLayers, annotations: dict[str, str]) 
     created_by = f"ko build ko://{app.import_path}"
     config["history"] = [
         *(config.get("history") or []),
-        {"created": app.kodata_created or ZERO_TIME, "created_by": created_by,
-         "author": "ko", "comment": "kodata contents, at $KO_DATA_PATH"},
-        {"created": app.created or ZERO_TIME, "created_by": created_by, "author": "ko",
-         "comment": f"go build output, at /ko-app/{app.binary_name}"},
+        {
+            "created": app.kodata_created or ZERO_TIME,
+            "created_by": created_by,
+            "author": "ko",
+            "comment": "kodata contents, at $KO_DATA_PATH",
+        },
+        {
+            "created": app.created or ZERO_TIME,
+            "created_by": created_by,
+            "author": "ko",
+            "comment": f"go build output, at /ko-app/{app.binary_name}",
+        },
     ]
     return Image(
         media_type=base.media_type,

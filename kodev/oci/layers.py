@@ -14,6 +14,7 @@ import os
 import stat
 import struct
 import tarfile
+import types
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,15 +23,16 @@ from pathlib import Path
 from kodev.errors import UsageError
 from kodev.oci.mediatypes import OCI_LAYER_GZIP
 
+_deflate_impl: types.ModuleType
 try:  # ISA-L's deflate is 5-7x faster than zlib at the same ratio (see README, Performance).
-    from isal import isal_zlib as _deflate_impl
+    from isal import isal_zlib
 
-    COMPRESSOR = "isal-" + getattr(_deflate_impl, "ISAL_VERSION", "2")
-    _LEVEL = 1
+    _deflate_impl = isal_zlib
+    COMPRESSOR = "isal-" + str(getattr(isal_zlib, "ISAL_VERSION", "2"))
 except ImportError:  # pragma: no cover - isal is a declared dependency
-    _deflate_impl = zlib  # type: ignore[no-redef]
+    _deflate_impl = zlib
     COMPRESSOR = "zlib-" + zlib.ZLIB_VERSION
-    _LEVEL = 1
+_LEVEL = 1
 
 # Windows layers mark every file with this security descriptor (ko, pkg/build/layer.go).
 WINDOWS_RAWSD = "AQAAgBQAAAAkAAAAAAAAAAAAAAABAgAAAAAABSAAAAAhAgAAAQIAAAAAAAUgAAAAIQIAAA=="
@@ -89,7 +91,7 @@ class Layer:
 def gzip_deterministic(raw: bytes) -> bytes:
     """gzip with no name and mtime 0, so equal input gives equal output on every machine."""
     compressor = _deflate_impl.compressobj(_LEVEL, zlib.DEFLATED, -15)
-    body = compressor.compress(raw) + compressor.flush()
+    body: bytes = compressor.compress(raw) + compressor.flush()
     header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
     trailer = struct.pack("<II", zlib.crc32(raw) & 0xFFFFFFFF, len(raw) & 0xFFFFFFFF)
     return header + body + trailer
@@ -111,10 +113,14 @@ class TarBuilder:
 
     def __init__(self, mtime: int = 0) -> None:
         self.buffer = io.BytesIO()
-        self.tar = tarfile.open(fileobj=self.buffer, mode="w", format=tarfile.PAX_FORMAT)
+        self.tar = tarfile.open(  # noqa: SIM115 - closed in finish()
+            fileobj=self.buffer, mode="w", format=tarfile.PAX_FORMAT
+        )
         self.mtime = mtime
 
-    def _info(self, name: str, kind: bytes, mode: int, pax: dict[str, str] | None) -> tarfile.TarInfo:
+    def _info(
+        self, name: str, kind: bytes, mode: int, pax: dict[str, str] | None
+    ) -> tarfile.TarInfo:
         info = tarfile.TarInfo(name)
         info.type = kind
         info.mode = mode
@@ -125,20 +131,23 @@ class TarBuilder:
             info.pax_headers = dict(pax)
         return info
 
-    def add_dir(self, name: str, mode: int = 0o755, pax: dict[str, str] | None = None, *,
-                uid: int = 0) -> None:
+    def add_dir(
+        self, name: str, mode: int = 0o755, pax: dict[str, str] | None = None, *, uid: int = 0
+    ) -> None:
         info = self._info(name, tarfile.DIRTYPE, mode, pax)
         info.uid = info.gid = uid
         self.tar.addfile(info)
 
-    def add_file(self, name: str, data: bytes, mode: int = 0o644,
-                 pax: dict[str, str] | None = None) -> None:
+    def add_file(
+        self, name: str, data: bytes, mode: int = 0o644, pax: dict[str, str] | None = None
+    ) -> None:
         info = self._info(name, tarfile.REGTYPE, mode, pax)
         info.size = len(data)
         self.tar.addfile(info, io.BytesIO(data))
 
-    def add_file_from(self, name: str, path: Path, mode: int,
-                      pax: dict[str, str] | None = None) -> None:
+    def add_file_from(
+        self, name: str, path: Path, mode: int, pax: dict[str, str] | None = None
+    ) -> None:
         info = self._info(name, tarfile.REGTYPE, mode, pax)
         info.size = path.stat().st_size
         with path.open("rb") as f:
@@ -154,8 +163,14 @@ class TarBuilder:
         return self.buffer.getvalue()
 
 
-def binary_layer_tar(binary: Path, name: str, *, windows: bool = False, mtime: int = 0,
-                     capability_xattr: bytes | None = None) -> bytes:
+def binary_layer_tar(
+    binary: Path,
+    name: str,
+    *,
+    windows: bool = False,
+    mtime: int = 0,
+    capability_xattr: bytes | None = None,
+) -> bytes:
     """The application layer: ``/ko-app/<name>`` (mode 0555), or the Windows layout."""
     tar = TarBuilder(mtime)
     if windows:
@@ -172,8 +187,9 @@ def binary_layer_tar(binary: Path, name: str, *, windows: bool = False, mtime: i
     return tar.finish()
 
 
-def kodata_layer_tar(kodata: Path, *, allowed_root: Path, windows: bool = False,
-                     mtime: int = 0) -> bytes:
+def kodata_layer_tar(
+    kodata: Path, *, allowed_root: Path, windows: bool = False, mtime: int = 0
+) -> bytes:
     """``kodata/`` at ``/var/run/ko`` with every entry mode 0555, symlinks dereferenced.
 
     A symlink may point anywhere inside ``allowed_root`` (ko's rule on main: the git root,
@@ -196,8 +212,14 @@ def kodata_layer_tar(kodata: Path, *, allowed_root: Path, windows: bool = False,
     return tar.finish()
 
 
-def _walk_kodata(top: Path, allowed_root: Path, *, windows: bool,
-                 rel: str = "", seen: frozenset[Path] = frozenset()) -> Iterator[tuple[str, Path]]:
+def _walk_kodata(
+    top: Path,
+    allowed_root: Path,
+    *,
+    windows: bool,
+    rel: str = "",
+    seen: frozenset[Path] = frozenset(),
+) -> Iterator[tuple[str, Path]]:
     real_top = top.resolve()
     if real_top in seen:
         raise UsageError(f"kodata symlink loop at {top}")
@@ -219,7 +241,8 @@ def _walk_kodata(top: Path, allowed_root: Path, *, windows: bool,
         mode = path.stat().st_mode
         if stat.S_ISDIR(mode):
             yield name, path
-            yield from _walk_kodata(path, allowed_root, windows=windows, rel=name + "/",
-                                    seen=seen | {real_top})
+            yield from _walk_kodata(
+                path, allowed_root, windows=windows, rel=name + "/", seen=seen | {real_top}
+            )
         elif stat.S_ISREG(mode):
             yield name, path

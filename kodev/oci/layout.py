@@ -75,8 +75,11 @@ class LayoutWriter:
 
     def add(self, artifact: Image | Index, annotations: dict[str, str] | None = None) -> None:
         self.blobs.put_artifact(artifact)
-        descriptor = artifact.descriptor() if isinstance(artifact, Index) else \
-            artifact.descriptor(with_platform=False)
+        descriptor = (
+            artifact.descriptor()
+            if isinstance(artifact, Index)
+            else artifact.descriptor(with_platform=False)
+        )
         if annotations:
             descriptor["annotations"] = annotations
         manifests = self.index.setdefault("manifests", [])

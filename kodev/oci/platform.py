@@ -23,8 +23,20 @@ _GOARCH_BY_MACHINE = {
 }
 KNOWN_OS = {"linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "plan9", "solaris"}
 KNOWN_ARCH = {
-    "amd64", "arm64", "arm", "386", "ppc64le", "ppc64", "s390x", "riscv64", "mips64le",
-    "mips64", "mipsle", "mips", "loong64", "wasm",
+    "amd64",
+    "arm64",
+    "arm",
+    "386",
+    "ppc64le",
+    "ppc64",
+    "s390x",
+    "riscv64",
+    "mips64le",
+    "mips64",
+    "mipsle",
+    "mips",
+    "loong64",
+    "wasm",
 }
 
 
@@ -76,9 +88,7 @@ class Platform:
             return False
         if wanted.variant and wanted.variant != self._normalized_variant():
             return False
-        if wanted.os_version and not self.os_version.startswith(wanted.os_version):
-            return False
-        return True
+        return not wanted.os_version or self.os_version.startswith(wanted.os_version)
 
     def _normalized_variant(self) -> str:
         if not self.variant and self.architecture == "arm64":
@@ -102,7 +112,7 @@ def parse_platform(text: str) -> Platform:
     if os_name not in KNOWN_OS or arch not in KNOWN_ARCH:
         raise UsageError(
             f"unknown platform {text!r}",
-            hint="Go knows linux, windows, darwin ... and amd64, arm64, arm, 386, ppc64le, s390x ...",
+            hint="Go knows linux, windows, darwin ... and amd64, arm64, arm, 386, ppc64le ...",
         )
     return Platform(os_name, arch, parts[2] if len(parts) == 3 else "", os_version)
 

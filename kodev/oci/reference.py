@@ -1,4 +1,4 @@
-"""Image references (``registry/repo[:tag][@sha256:...]``), parsed the way go-containerregistry does."""
+"""Image references (``registry/repo[:tag][@sha256:...]``), parsed as go-containerregistry does."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from kodev.errors import UsageError
 
 DOCKER_HUB = "index.docker.io"
 _DOCKER_HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
-_REPO_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+_REPO_RE = re.compile(
+    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 

@@ -21,22 +21,32 @@ from kodev.oci.layout import BlobStore, LayerReader, LayoutWriter
 from kodev.oci.platform import host_platform_default
 
 
-def write_tarball(path: Path, artifacts: Sequence[tuple[str, Image | Index]],
-                  tags: Sequence[str], read_layer: LayerReader) -> None:
+def write_tarball(
+    path: Path,
+    artifacts: Sequence[tuple[str, Image | Index]],
+    tags: Sequence[str],
+    read_layer: LayerReader,
+) -> None:
     with tempfile.TemporaryDirectory(prefix="kodev-tarball-") as scratch:
         root = Path(scratch)
         layout = LayoutWriter(root, read_layer)
         docker_manifest = []
         for repository, artifact in artifacts:
-            layout.add(artifact, annotations={
-                "io.containerd.image.name": f"{repository}:{tags[0]}",
-                "org.opencontainers.image.ref.name": tags[0]})
+            layout.add(
+                artifact,
+                annotations={
+                    "io.containerd.image.name": f"{repository}:{tags[0]}",
+                    "org.opencontainers.image.ref.name": tags[0],
+                },
+            )
             image = _docker_image(artifact)
-            docker_manifest.append({
-                "Config": _blob_name(image.config_descriptor()["digest"]),
-                "RepoTags": [f"{repository}:{tag}" for tag in tags],
-                "Layers": [_blob_name(layer.digest) for layer in image.layers],
-            })
+            docker_manifest.append(
+                {
+                    "Config": _blob_name(image.config_descriptor()["digest"]),
+                    "RepoTags": [f"{repository}:{tag}" for tag in tags],
+                    "Layers": [_blob_name(layer.digest) for layer in image.layers],
+                }
+            )
         layout.close()
         atomic_write(root / "manifest.json", json.dumps(docker_manifest).encode())
         atomic_write(path, _tar_directory(root, layout.blobs))

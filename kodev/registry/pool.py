@@ -10,7 +10,7 @@ from kodev.registry.client import RegistryClient
 
 
 class ClientPool:
-    """Hands out (and finally closes) one client per registry, so connections and tokens are reused."""
+    """One client per registry (closed at the end), so connections and tokens are reused."""
 
     def __init__(self, *, insecure: bool = False, keychain: Keychain | None = None) -> None:
         self.insecure = insecure

@@ -51,8 +51,14 @@ class PushStats:
 class Pusher:
     """Pushes to one target repository, copying base layers from wherever they live."""
 
-    def __init__(self, pool: ClientPool, target: Reference, *, jobs: int = 4,
-                 on_blob: BlobCallback | None = None) -> None:
+    def __init__(
+        self,
+        pool: ClientPool,
+        target: Reference,
+        *,
+        jobs: int = 4,
+        on_blob: BlobCallback | None = None,
+    ) -> None:
         self.pool = pool
         self.target = target
         self.client: RegistryClient = pool.get(target.registry)
@@ -134,7 +140,10 @@ class Pusher:
 
         same_registry = location.registry == self.target.registry
         return self.client.push_blob(
-            self.target.repository, layer.digest, layer.size, fetch,
+            self.target.repository,
+            layer.digest,
+            layer.size,
+            fetch,
             mount_from=location.repository if same_registry else None,
         )
 

@@ -50,8 +50,9 @@ def test_compile_error_shows_the_compiler_output(kodev: Kodev, demo_module: Path
 
 
 def test_unknown_platform(kodev: Kodev) -> None:
-    result = kodev.run("build", "--push=false", "--platform=linux/sparc99", "./cmd/web",
-                       check=False)
+    result = kodev.run(
+        "build", "--push=false", "--platform=linux/sparc99", "./cmd/web", check=False
+    )
     assert_one_clear_line(result, 2, "linux/sparc99")
 
 
@@ -67,8 +68,9 @@ def test_ko_yaml_type_error_names_the_key_and_line(kodev: Kodev, demo_module: Pa
     assert_one_clear_line(result, 2, ".ko.yaml:2", "builds")
 
 
-def test_kodata_symlink_escaping_the_repository(kodev: Kodev, demo_module: Path,
-                                                tmp_path: Path) -> None:
+def test_kodata_symlink_escaping_the_repository(
+    kodev: Kodev, demo_module: Path, tmp_path: Path
+) -> None:
     secret = tmp_path / "outside.txt"
     secret.write_text("do not ship me")
     os.symlink(secret, demo_module / "cmd" / "web" / "kodata" / "leak.txt")
@@ -77,22 +79,30 @@ def test_kodata_symlink_escaping_the_repository(kodev: Kodev, demo_module: Path,
 
 
 def test_registry_unreachable(kodev: Kodev) -> None:
-    result = kodev.run("build", "./cmd/web",
-                       env={"KO_DOCKER_REPO": f"127.0.0.1:{closed_port()}/demo"}, check=False)
+    result = kodev.run(
+        "build", "./cmd/web", env={"KO_DOCKER_REPO": f"127.0.0.1:{closed_port()}/demo"}, check=False
+    )
     assert_one_clear_line(result, 4, "127.0.0.1")
 
 
 @pytest.mark.registry
 def test_base_image_missing(kodev: Kodev, registry, demo_module: Path) -> None:
-    result = kodev.run("build", "./cmd/worker", check=False, env={
-        "KO_DOCKER_REPO": f"{registry.host}/demo",
-        "KO_DEFAULTBASEIMAGE": f"{registry.host}/no/such-base:v1"})
+    result = kodev.run(
+        "build",
+        "./cmd/worker",
+        check=False,
+        env={
+            "KO_DOCKER_REPO": f"{registry.host}/demo",
+            "KO_DEFAULTBASEIMAGE": f"{registry.host}/no/such-base:v1",
+        },
+    )
     assert_one_clear_line(result, 4, "no/such-base")
 
 
 @pytest.mark.registry
-def test_unauthorized_registry_does_not_print_secrets(kodev: Kodev, registry_basic,
-                                                      tmp_path: Path) -> None:
+def test_unauthorized_registry_does_not_print_secrets(
+    kodev: Kodev, registry_basic, tmp_path: Path
+) -> None:
     import base64
     import json
 
@@ -100,9 +110,14 @@ def test_unauthorized_registry_does_not_print_secrets(kodev: Kodev, registry_bas
     config_dir.mkdir()
     wrong = "wrong-password-123"
     auth = base64.b64encode(f"{registry_basic.username}:{wrong}".encode()).decode()
-    (config_dir / "config.json").write_text(json.dumps({"auths": {registry_basic.host:
-                                                                  {"auth": auth}}}))
-    result = kodev.run("build", "./cmd/worker", check=False, env={
-        "KO_DOCKER_REPO": f"{registry_basic.host}/private", "DOCKER_CONFIG": str(config_dir)})
+    (config_dir / "config.json").write_text(
+        json.dumps({"auths": {registry_basic.host: {"auth": auth}}})
+    )
+    result = kodev.run(
+        "build",
+        "./cmd/worker",
+        check=False,
+        env={"KO_DOCKER_REPO": f"{registry_basic.host}/private", "DOCKER_CONFIG": str(config_dir)},
+    )
     assert_one_clear_line(result, 4)
     assert wrong not in result.stderr and auth not in result.stderr

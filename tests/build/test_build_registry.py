@@ -68,8 +68,9 @@ def test_unchanged_rebuild_pushes_nothing(kodev: Kodev, registry) -> None:
     assert "already there" in again.stderr
 
 
-def test_multi_platform_index_has_a_real_arm64_binary(kodev: Kodev, registry,
-                                                     tmp_path: Path) -> None:
+def test_multi_platform_index_has_a_real_arm64_binary(
+    kodev: Kodev, registry, tmp_path: Path
+) -> None:
     (ref,) = build(kodev, registry.host, "--platform=linux/amd64,linux/arm64", "./cmd/web")
     index = skopeo_inspect(ref, raw=True)
     assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
@@ -78,8 +79,9 @@ def test_multi_platform_index_has_a_real_arm64_binary(kodev: Kodev, registry,
     crane("validate", "--remote", ref)
     fs = tmp_path / "arm64.tar"
     crane("export", "--platform", "linux/arm64", ref, str(fs))
-    listing = subprocess.run(["tar", "-xOf", str(fs), "ko-app/web"], check=True,
-                             capture_output=True).stdout
+    listing = subprocess.run(
+        ["tar", "-xOf", str(fs), "ko-app/web"], check=True, capture_output=True
+    ).stdout
     assert listing[:4] == b"\x7fELF"
     assert int.from_bytes(listing[18:20], "little") == 183  # EM_AARCH64
 
@@ -100,28 +102,46 @@ def test_spdx_sbom_is_attached_with_the_cosign_tag(kodev: Kodev, registry) -> No
 
 def test_tarball_without_registry_is_readable_by_skopeo(kodev: Kodev, tmp_path: Path) -> None:
     tarball = tmp_path / "images.tar"
-    result = kodev.run("build", "--push=false", f"--tarball={tarball}",
-                       "--platform=linux/amd64,linux/arm64", "./cmd/web")
+    result = kodev.run(
+        "build",
+        "--push=false",
+        f"--tarball={tarball}",
+        "--platform=linux/amd64,linux/arm64",
+        "./cmd/web",
+    )
     assert len(result.refs) == 1
-    oci = subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{tarball}"],
-                         check=True, capture_output=True, text=True)
+    oci = subprocess.run(
+        ["skopeo", "inspect", "--raw", f"oci-archive:{tarball}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     assert json.loads(oci.stdout)["mediaType"] == "application/vnd.oci.image.index.v1+json"
-    docker = subprocess.run(["skopeo", "inspect", f"docker-archive:{tarball}"],
-                            check=True, capture_output=True, text=True)
+    docker = subprocess.run(
+        ["skopeo", "inspect", f"docker-archive:{tarball}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     assert json.loads(docker.stdout)["Architecture"] == "amd64"
 
 
-def test_push_with_basic_auth_from_docker_config(kodev: Kodev, registry_basic,
-                                                 tmp_path: Path) -> None:
+def test_push_with_basic_auth_from_docker_config(
+    kodev: Kodev, registry_basic, tmp_path: Path
+) -> None:
     import base64
 
     config_dir = tmp_path / "docker"
     config_dir.mkdir()
     auth = base64.b64encode(f"{registry_basic.username}:{registry_basic.password}".encode())
-    (config_dir / "config.json").write_text(json.dumps(
-        {"auths": {registry_basic.host: {"auth": auth.decode()}}}))
-    result = kodev.run("build", "./cmd/worker", env={
-        "KO_DOCKER_REPO": f"{registry_basic.host}/private", "DOCKER_CONFIG": str(config_dir)})
+    (config_dir / "config.json").write_text(
+        json.dumps({"auths": {registry_basic.host: {"auth": auth.decode()}}})
+    )
+    result = kodev.run(
+        "build",
+        "./cmd/worker",
+        env={"KO_DOCKER_REPO": f"{registry_basic.host}/private", "DOCKER_CONFIG": str(config_dir)},
+    )
     assert result.refs[0].startswith(f"{registry_basic.host}/private/worker-")
     assert registry_basic.password not in result.stderr + result.stdout
 
@@ -129,17 +149,32 @@ def test_push_with_basic_auth_from_docker_config(kodev: Kodev, registry_basic,
 def test_docker_v2_base_on_same_registry_is_mounted_not_uploaded(kodev: Kodev, registry) -> None:
     (worker,) = build(kodev, registry.host, "./cmd/worker")
     base = f"{registry.host}/bases/docker-base:v1"
-    subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false",
-                    "--dest-tls-verify=false", "--format", "v2s2",
-                    f"docker://{worker}", f"docker://{base}"], check=True)
-    result = kodev.run("build", "./cmd/web", env={
-        "KO_DOCKER_REPO": f"{registry.host}/demo", "KO_DEFAULTBASEIMAGE": base})
+    subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--format",
+            "v2s2",
+            f"docker://{worker}",
+            f"docker://{base}",
+        ],
+        check=True,
+    )
+    result = kodev.run(
+        "build",
+        "./cmd/web",
+        env={"KO_DOCKER_REPO": f"{registry.host}/demo", "KO_DEFAULTBASEIMAGE": base},
+    )
     assert " mounted)" in result.stderr and "0 mounted" not in result.stderr
     (ref,) = result.refs
     manifest = skopeo_inspect(ref, raw=True)
     assert manifest["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
     assert {layer["mediaType"] for layer in manifest["layers"]} == {
-        "application/vnd.docker.image.rootfs.diff.tar.gzip"}
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    }
     assert manifest["annotations"]["org.opencontainers.image.base.name"] == base
     crane("validate", "--remote", ref)
     run = run_image(ref, ["--once"])
@@ -149,9 +184,19 @@ def test_docker_v2_base_on_same_registry_is_mounted_not_uploaded(kodev: Kodev, r
 def test_index_base_is_filtered_by_platform(kodev: Kodev, registry) -> None:
     (multi,) = build(kodev, registry.host, "--platform=linux/amd64,linux/arm64", "./cmd/worker")
     base = f"{registry.host}/bases/multi:v1"
-    subprocess.run(["skopeo", "copy", "--quiet", "--all", "--src-tls-verify=false",
-                    "--dest-tls-verify=false", f"docker://{multi}", f"docker://{base}"],
-                   check=True)
+    subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--all",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            f"docker://{multi}",
+            f"docker://{base}",
+        ],
+        check=True,
+    )
     env = {"KO_DOCKER_REPO": f"{registry.host}/demo", "KO_DEFAULTBASEIMAGE": base}
     (both,) = kodev.run("build", "--platform=all", "./cmd/web", env=env).refs
     assert len(skopeo_inspect(both, raw=True)["manifests"]) == 2

@@ -28,18 +28,31 @@ class RunResult:
 
 def fetch_to_layout(ref: str, layout: Path, tag: str = "run") -> None:
     subprocess.run(
-        ["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}",
-         f"oci:{layout}:{tag}"],
-        check=True, capture_output=True, text=True,
+        [
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            f"docker://{ref}",
+            f"oci:{layout}:{tag}",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
 
 
-def run_layout(layout: Path, args: list[str] | None = None, tag: str = "run",
-               timeout: float = 60) -> RunResult:
+def run_layout(
+    layout: Path, args: list[str] | None = None, tag: str = "run", timeout: float = 60
+) -> RunResult:
     with tempfile.TemporaryDirectory(prefix="kodev-runc-") as scratch:
         bundle = Path(scratch) / "bundle"
-        subprocess.run(["umoci", "unpack", "--image", f"{layout}:{tag}", str(bundle)],
-                       check=True, capture_output=True, text=True)
+        subprocess.run(
+            ["umoci", "unpack", "--image", f"{layout}:{tag}", str(bundle)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         config_path = bundle / "config.json"
         config = json.loads(config_path.read_text())
         config["process"]["terminal"] = False
@@ -48,8 +61,12 @@ def run_layout(layout: Path, args: list[str] | None = None, tag: str = "run",
         config_path.write_text(json.dumps(config))
         name = f"kodev-test-{uuid.uuid4().hex[:12]}"
         try:
-            proc = subprocess.run(["runc", "run", "--bundle", str(bundle), name],
-                                  capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(
+                ["runc", "run", "--bundle", str(bundle), name],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
         finally:
             subprocess.run(["runc", "delete", "--force", name], capture_output=True)
         return RunResult(proc.returncode, proc.stdout, proc.stderr, config)

@@ -28,17 +28,25 @@ def test_md5_naming_matches_ko() -> None:
     assert image_repository("r/app", "github.com/a/b/cmd/x", "bare") == "r/app"
 
 
-@pytest.mark.parametrize(("text", "registry", "repository", "tag", "digest"), [
-    ("alpine", "index.docker.io", "library/alpine", "latest", None),
-    ("docker.io/user/app:v1", "index.docker.io", "user/app", "v1", None),
-    ("localhost:5000/a/b", "localhost:5000", "a/b", "latest", None),
-    ("127.0.0.1:5000/a@sha256:" + "a" * 64, "127.0.0.1:5000", "a", None, "sha256:" + "a" * 64),
-])
-def test_parse_reference(text: str, registry: str, repository: str, tag: str | None,
-                         digest: str | None) -> None:
+@pytest.mark.parametrize(
+    ("text", "registry", "repository", "tag", "digest"),
+    [
+        ("alpine", "index.docker.io", "library/alpine", "latest", None),
+        ("docker.io/user/app:v1", "index.docker.io", "user/app", "v1", None),
+        ("localhost:5000/a/b", "localhost:5000", "a/b", "latest", None),
+        ("127.0.0.1:5000/a@sha256:" + "a" * 64, "127.0.0.1:5000", "a", None, "sha256:" + "a" * 64),
+    ],
+)
+def test_parse_reference(
+    text: str, registry: str, repository: str, tag: str | None, digest: str | None
+) -> None:
     ref = parse_reference(text)
-    assert (ref.registry, ref.repository, ref.tag, ref.digest) == (registry, repository, tag,
-                                                                   digest)
+    assert (ref.registry, ref.repository, ref.tag, ref.digest) == (
+        registry,
+        repository,
+        tag,
+        digest,
+    )
 
 
 def test_bad_references_are_usage_errors() -> None:
@@ -72,8 +80,10 @@ def test_platforms() -> None:
 
 def test_template_rendering() -> None:
     data = {"Env": lambda: {"VERSION": "1.2"}, "Date": lambda: "2020-01-01T00:00:00Z"}
-    assert render("-X main.v={{.Env.VERSION}} {{ .Date }}", data, where="t") == \
-        "-X main.v=1.2 2020-01-01T00:00:00Z"
+    assert (
+        render("-X main.v={{.Env.VERSION}} {{ .Date }}", data, where="t")
+        == "-X main.v=1.2 2020-01-01T00:00:00Z"
+    )
     assert render('{{ index .Env "VERSION" }}', data, where="t") == "1.2"
     with pytest.raises(ConfigError, match="VERSION2"):
         render("{{.Env.VERSION2}}", data, where="t")
@@ -84,7 +94,8 @@ def test_template_rendering() -> None:
 def test_config_env_overrides_and_case_insensitive_keys(tmp_path: Path) -> None:
     (tmp_path / ".ko.yaml").write_text(
         "DefaultBaseImage: base:1\nbaseImageOverrides:\n  Example.com/A: other:2\n"
-        "builds:\n- id: x\n  main: ./cmd/x\n  flags: -tags netgo\n  ldflags: -s -w\n")
+        "builds:\n- id: x\n  main: ./cmd/x\n  flags: -tags netgo\n  ldflags: -s -w\n"
+    )
     config = load_config(tmp_path, {"KO_DEFAULTPLATFORMS": "linux/arm64,linux/amd64"})
     assert config.default_base_image == "base:1"
     assert config.base_image_for("example.com/a") == "other:2"
