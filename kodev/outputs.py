@@ -153,6 +153,8 @@ class Outputs:
         atomic_write(Path(directory) / f"{name}-{qualifier}.{suffix}", document)
 
     def _sbom_artifacts(self, result: Published) -> list[tuple[str, Image]]:
+        if self.options.sbom == "none":
+            return []
         media_type = SBOM_MEDIA_TYPES[self.options.sbom]
         artifacts = []
         images = result.artifact.images if isinstance(result.artifact, Index) else []

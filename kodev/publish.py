@@ -25,7 +25,7 @@ from kodev.cache import Cache, default_cache_dir
 from kodev.config import BuildConfig, KoConfig, load_config
 from kodev.errors import BuildError, KodevError, UsageError
 from kodev.golang.builder import BuildOptions, BuiltBinary, GoBuilder, source_date_epoch
-from kodev.golang.packages import GoPackage, resolve_main_packages, run_go_list
+from kodev.golang.packages import GoPackage, run_go_list, select_main_packages
 from kodev.oci.base import BaseImage, BaseLoader
 from kodev.oci.image import AppLayers, Image, Index, append_app_layers
 from kodev.oci.layers import (
@@ -192,9 +192,23 @@ class Pipeline:
     def plan(self, patterns: Sequence[str]) -> list[Target]:
         """Resolve patterns to main packages and pick each one's .ko.yaml build and base."""
         patterns = list(dict.fromkeys(patterns)) or ["."]
-        builds = self._builds_by_import_path()
+        here = [b for b in self.config.builds if (self.workdir / b.dir).resolve() == self.workdir]
+        builds = self._builds_by_import_path([b for b in self.config.builds if b not in here])
         local = [p for p in patterns if p not in builds]
-        packages = resolve_main_packages(local, workdir=self.workdir, environ=self.environ)
+        here_mains = [_main_pattern(b.main) for b in here]
+        # One go list answers both the requested patterns and the .ko.yaml builds here.
+        listed = (
+            run_go_list(
+                list(dict.fromkeys([*local, *here_mains])),
+                workdir=self.workdir,
+                environ=self.environ,
+            )
+            if local or here_mains
+            else []
+        )
+        for build, pkg in zip(here, _match_listed(here_mains, listed, self.workdir), strict=True):
+            builds[pkg.import_path] = (build, pkg)
+        packages = select_main_packages(local, listed, self.workdir)
         targets = []
         for pattern in patterns:
             build: BuildConfig | None
@@ -208,9 +222,12 @@ class Pipeline:
             )
         return targets
 
-    def _builds_by_import_path(self) -> dict[str, tuple[BuildConfig, GoPackage]]:
+    def _builds_by_import_path(
+        self, configured: Sequence[BuildConfig]
+    ) -> dict[str, tuple[BuildConfig, GoPackage]]:
+        """Resolve .ko.yaml builds that live in other directories (other modules)."""
         by_dir: dict[str, list[BuildConfig]] = {}
-        for build in self.config.builds:
+        for build in configured:
             by_dir.setdefault(build.dir, []).append(build)
         found: dict[str, tuple[BuildConfig, GoPackage]] = {}
         for directory, builds in by_dir.items():

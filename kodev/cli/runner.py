@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable
 
 from kodev.errors import BuildError, KodevError
@@ -27,6 +28,12 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
         print("kodev: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        return 1
+    except Exception as exc:  # a bug: still one line, the traceback only with -v
+        if getattr(args, "verbose", False):
+            traceback.print_exc()
+        print(f"kodev: internal error: {type(exc).__name__}: {exc} "
+              "(run with -v for the traceback and please report it)", file=sys.stderr)
         return 1
 
 

@@ -144,6 +144,13 @@ def resolve_main_packages(
     if not patterns:
         return {}
     listed = run_go_list(list(dict.fromkeys(patterns)), workdir=workdir, environ=environ)
+    return select_main_packages(patterns, listed, workdir)
+
+
+def select_main_packages(
+    patterns: Sequence[str], listed: Sequence[GoPackage], workdir: Path
+) -> dict[str, GoPackage]:
+    """Pick each pattern's package out of a ``go list`` result; it must be ``main``."""
     by_path = {pkg.import_path: pkg for pkg in listed}
     result: dict[str, GoPackage] = {}
     for pattern in patterns:

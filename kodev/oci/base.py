@@ -110,9 +110,22 @@ class BaseLoader:
         )
 
     def _minimal_layer(self) -> Layer:
-        if "layer" not in self._minimal_layers:
-            self._minimal_layers["layer"] = layer_from_tar(minimal_base_tar())
-        return self._minimal_layers["layer"]
+        """Built once per machine: cached by the versions of the packages it is made from."""
+        if "layer" in self._minimal_layers:
+            return self._minimal_layers["layer"]
+        key = _minimal_base_key()
+        meta = self.cache.get_meta("minimal-base", key)
+        data = self.cache.get_blob(str(meta["digest"])) if meta else None
+        if meta is not None and data is not None:
+            layer = Layer(digest=meta["digest"], diff_id=meta["diff_id"], size=len(data),
+                          data=data)
+        else:
+            layer = layer_from_tar(minimal_base_tar())
+            self.cache.put_blob(layer.digest, layer.read())
+            self.cache.put_meta("minimal-base", key,
+                                {"digest": layer.digest, "diff_id": layer.diff_id})
+        self._minimal_layers["layer"] = layer
+        return layer
 
     def _remote(self, name: str, selection: PlatformSelection) -> BaseImage:
         ref = parse_reference(name)
@@ -254,6 +267,14 @@ def _builtin_image(platform: Platform, layers: list[Layer], *, minimal: bool) ->
         for _ in layers
     ]
     return Image(media_type=OCI_MANIFEST, config=config, layers=list(layers), platform=platform)
+
+
+def _minimal_base_key() -> str:
+    from importlib.metadata import version
+
+    from kodev.oci.layers import COMPRESSOR
+
+    return "-".join(["v1", version("certifi"), version("tzdata"), COMPRESSOR])
 
 
 def minimal_base_tar() -> bytes:

@@ -204,3 +204,15 @@ def test_index_base_is_filtered_by_platform(kodev: Kodev, registry) -> None:
     single = skopeo_inspect(one, raw=True)
     assert single["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
     assert skopeo_inspect(one, config=True)["architecture"] == "arm64"
+
+
+def test_cyclonedx_sbom_file_and_no_sbom(kodev: Kodev, registry, tmp_path: Path) -> None:
+    sboms = tmp_path / "sboms"
+    build(kodev, registry.host, "--sbom=cyclonedx", f"--sbom-dir={sboms}", "./cmd/web")
+    (document,) = sboms.glob("web-linux-*.cdx.json")
+    assert json.loads(document.read_text())["bomFormat"] == "CycloneDX"
+    (ref,) = build(kodev, registry.host, "--sbom=none", "-t", "nosbom", "./cmd/worker")
+    repo, digest = ref.split("@")
+    repo = repo.split(":nosbom")[0]
+    tags = crane("ls", repo)
+    assert f"{digest.replace(':', '-')}.sbom" not in tags
