@@ -35,11 +35,12 @@ class Outputs:
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
         self.options = pipeline.options
+        self.docker_repo = self._docker_repo()  # fails before any build when unset
 
     def write(self, built: Sequence[Built]) -> list[Published]:
         from kodev.publish import Published, target_reference
 
-        docker_repo = self._docker_repo()
+        docker_repo = self.docker_repo
         results = []
         for item in built:
             target = target_reference(docker_repo, item.target.import_path, self.options.naming)

@@ -25,7 +25,17 @@ from kodev.cache import Cache, default_cache_dir
 from kodev.config import BuildConfig, KoConfig, load_config
 from kodev.errors import BuildError, KodevError, UsageError
 from kodev.golang.builder import BuildOptions, BuiltBinary, GoBuilder, source_date_epoch
-from kodev.golang.packages import GoPackage, run_go_list, select_main_packages
+from kodev.golang.fingerprint import (
+    FingerprintStore,
+    binary_record,
+    closure_files,
+    has_volatile_template,
+    module_files,
+    package_from_json,
+    package_json,
+    request_key,
+)
+from kodev.golang.packages import GoPackage, go_binary, run_go_list, select_main_packages
 from kodev.oci.base import BaseImage, BaseLoader
 from kodev.oci.image import AppLayers, Image, Index, append_app_layers
 from kodev.oci.layers import (
@@ -36,7 +46,12 @@ from kodev.oci.layers import (
     layer_from_tar,
 )
 from kodev.oci.mediatypes import layer_type_for
-from kodev.oci.platform import Platform, PlatformSelection, host_platform_default
+from kodev.oci.platform import (
+    Platform,
+    PlatformSelection,
+    host_platform_default,
+    platform_from_json,
+)
 from kodev.oci.reference import Reference, parse_repository
 
 if TYPE_CHECKING:
@@ -191,6 +206,11 @@ class Pipeline:
 
     def plan(self, patterns: Sequence[str]) -> list[Target]:
         """Resolve patterns to main packages and pick each one's .ko.yaml build and base."""
+        return self._plan(patterns, with_deps=False)[0]
+
+    def _plan(
+        self, patterns: Sequence[str], *, with_deps: bool
+    ) -> tuple[list[Target], list[GoPackage]]:
         patterns = list(dict.fromkeys(patterns)) or ["."]
         here = [b for b in self.config.builds if (self.workdir / b.dir).resolve() == self.workdir]
         builds = self._builds_by_import_path([b for b in self.config.builds if b not in here])
@@ -202,12 +222,13 @@ class Pipeline:
                 list(dict.fromkeys([*local, *here_mains])),
                 workdir=self.workdir,
                 environ=self.environ,
+                deps=with_deps,
             )
             if local or here_mains
             else []
         )
-        for build, pkg in zip(here, _match_listed(here_mains, listed, self.workdir), strict=True):
-            builds[pkg.import_path] = (build, pkg)
+        for config, pkg in zip(here, _match_listed(here_mains, listed, self.workdir), strict=True):
+            builds[pkg.import_path] = (config, pkg)
         packages = select_main_packages(local, listed, self.workdir)
         targets = []
         for pattern in patterns:
@@ -220,7 +241,7 @@ class Pipeline:
             targets.append(
                 Target(pattern, package, build, self.config.base_image_for(package.import_path))
             )
-        return targets
+        return targets, listed
 
     def _builds_by_import_path(
         self, configured: Sequence[BuildConfig]
@@ -247,9 +268,46 @@ class Pipeline:
     # ---------------------------------------------------------------- building
 
     def build(self, patterns: Sequence[str]) -> list[Built]:
-        targets = self.plan(patterns)
-        self._load_bases(targets)
-        requests = [(t.package, t.build) for t in targets]
+        """Plan, compile and assemble; nothing is compiled when nothing changed."""
+        patterns = list(dict.fromkeys(patterns)) or ["."]
+        key = self._fingerprint_key(patterns)
+        store = FingerprintStore(self.cache)
+        record = store.load(key) if key else None
+        if record is not None:
+            targets, binaries = self._reuse(record)
+            self._load_bases(targets)
+            self.emit(
+                "build",
+                "up to date: no source change since the last build, go build skipped",
+                skipped=True,
+            )
+        else:
+            targets, closure = self._plan(patterns, with_deps=True)
+            files = closure_files(closure, module_files(self.workdir, self.config.path))
+            self._load_bases(targets)
+            binaries = self._compile(targets)
+            if key:
+                store.save(
+                    key,
+                    files,
+                    [self._target_record(t) for t in targets],
+                    {
+                        f"{ip}|{platform}": {
+                            **binary_record(b.path, b.sha256),
+                            "platform": platform.to_json(),
+                        }
+                        for (ip, platform), b in binaries.items()
+                    },
+                )
+        built = []
+        for target in targets:
+            per_platform = {
+                p: binaries[(target.import_path, p)] for p in self._platforms_of(target)
+            }
+            built.append(Built(target, self._assemble(target, per_platform), per_platform))
+        return built
+
+    def _compile(self, targets: Sequence[Target]) -> dict[tuple[str, Platform], BuiltBinary]:
         platforms = {p for t in targets for p in self._platforms_of(t)}
         self.emit(
             "build",
@@ -266,20 +324,60 @@ class Pipeline:
                 environ=self.environ,
             ),
         )
-        binaries = builder.build_for(
-            [
-                (pkg, build, self._platforms_of(t))
-                for (pkg, build), t in zip(requests, targets, strict=True)
-            ],
-            self.workdir,
+        return builder.build_for(
+            [(t.package, t.build, self._platforms_of(t)) for t in targets], self.workdir
         )
-        built = []
-        for target in targets:
-            per_platform = {
-                p: binaries[(target.import_path, p)] for p in self._platforms_of(target)
-            }
-            built.append(Built(target, self._assemble(target, per_platform), per_platform))
-        return built
+
+    def _fingerprint_key(self, patterns: Sequence[str]) -> str | None:
+        cfg = self.config
+        flag_values = [*self.options.ldflags, *cfg.default_flags, *cfg.default_ldflags]
+        for build in cfg.builds:
+            flag_values += [*(build.flags or ()), *(build.ldflags or ())]
+        if not self.options.use_cache or has_volatile_template(flag_values):
+            return None
+        env = {
+            k: v
+            for k, v in self.environ.items()
+            if k.startswith(("GO", "CGO_", "KO_")) or k in ("PATH", "CC", "CXX")
+        }
+        settings = {
+            "platforms": str(self.selection),
+            "env": env,
+            "ldflags": self.options.ldflags,
+            "debug": self.options.disable_optimizations,
+        }
+        return request_key(self.workdir, patterns, settings, go_binary(self.environ))
+
+    def _target_record(self, target: Target) -> dict[str, Any]:
+        build_index = self.config.builds.index(target.build) if target.build else None
+        return {
+            "pattern": target.pattern,
+            "package": package_json(target.package),
+            "build": build_index,
+            "base": target.base_name,
+        }
+
+    def _reuse(
+        self, record: Mapping[str, Any]
+    ) -> tuple[list[Target], dict[tuple[str, Platform], BuiltBinary]]:
+        targets = [
+            Target(
+                item["pattern"],
+                package_from_json(item["package"]),
+                self.config.builds[item["build"]] if item["build"] is not None else None,
+                item["base"],
+            )
+            for item in record["targets"]
+        ]
+        binaries = {}
+        for name, entry in record["binaries"].items():
+            import_path = name.split("|", 1)[0]
+            platform = platform_from_json(entry["platform"])
+            size = int(entry["stat"][0])
+            binaries[(import_path, platform)] = BuiltBinary(
+                import_path, platform, Path(entry["path"]), entry["sha256"], size
+            )
+        return targets, binaries
 
     def _load_bases(self, targets: Sequence[Target]) -> None:
         names = sorted({t.base_name for t in targets} - set(self._bases))
@@ -407,9 +505,12 @@ class Pipeline:
     def publish(self, patterns: Sequence[str]) -> list[Published]:
         from kodev.outputs import Outputs
 
-        built = self.build(patterns)
         outputs = Outputs(self)
-        return outputs.write(built)
+        if self.options.push:
+            # Importing httpx and opening the client overlaps with go build.
+            registry = parse_repository(outputs.docker_repo)[0]
+            threading.Thread(target=self.pool.get, args=(registry,), daemon=True).start()
+        return outputs.write(self.build(patterns))
 
 
 def _main_pattern(main: str) -> str:

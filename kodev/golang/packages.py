@@ -35,6 +35,7 @@ class GoPackage:
     embed_files: tuple[str, ...] = ()
     deps: tuple[str, ...] = ()
     standard: bool = False
+    error: str | None = None
 
     @property
     def is_main(self) -> bool:
@@ -87,6 +88,7 @@ def _package_from_json(data: Mapping[str, Any]) -> GoPackage:
         embed_files=tuple(data.get("EmbedFiles") or ()),
         deps=tuple(data.get("Deps") or ()),
         standard=bool(data.get("Standard")),
+        error=_first_line(data["Error"]) if data.get("Error") else None,
     )
 
 
@@ -158,6 +160,11 @@ def select_main_packages(
         if pkg is None:
             raise BuildError(
                 f"{pattern}: no such package", hint="use an import path or a ./relative directory"
+            )
+        if pkg.error:
+            raise BuildError(
+                f"cannot load package {pattern}: {pkg.error}",
+                hint="check the import path; it must be inside the current Go module",
             )
         if not pkg.is_main:
             raise BuildError(

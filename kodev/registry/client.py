@@ -222,7 +222,8 @@ class RegistryClient:
             headers={"User-Agent": user_agent},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
-            verify=not insecure,
+            # Plain-http registries need no CA bundle; loading one costs ~100 ms.
+            verify=not insecure and self.scheme == "https",
             follow_redirects=False,
         )
         self._auth = RegistryAuth(

@@ -211,8 +211,27 @@ def test_cyclonedx_sbom_file_and_no_sbom(kodev: Kodev, registry, tmp_path: Path)
     build(kodev, registry.host, "--sbom=cyclonedx", f"--sbom-dir={sboms}", "./cmd/web")
     (document,) = sboms.glob("web-linux-*.cdx.json")
     assert json.loads(document.read_text())["bomFormat"] == "CycloneDX"
-    (ref,) = build(kodev, registry.host, "--sbom=none", "-t", "nosbom", "./cmd/worker")
+    # A label only this test uses gives a digest no earlier test pushed an SBOM for.
+    (ref,) = build(kodev, registry.host, "--sbom=none", "-t", "nosbom",
+                   "--image-label=test=no-sbom", "./cmd/worker")
     repo, digest = ref.split("@")
     repo = repo.split(":nosbom")[0]
     tags = crane("ls", repo)
     assert f"{digest.replace(':', '-')}.sbom" not in tags
+
+
+def test_no_change_skips_go_build_but_any_change_rebuilds(kodev: Kodev, registry,
+                                                          demo_module: Path) -> None:
+    env = {"KO_DOCKER_REPO": f"{registry.host}/demo"}
+    (first,) = kodev.run("build", "./cmd/web", env=env).refs
+    again = kodev.run("build", "./cmd/web", env=env)
+    assert "go build skipped" in again.stderr and again.refs == [first]
+    (demo_module / "cmd" / "web" / "extra.go").write_text(
+        'package main\n\nfunc init() { println("extra file") }\n')
+    added = kodev.run("build", "./cmd/web", env=env)
+    assert "go build skipped" not in added.stderr and added.refs != [first]
+    greeting = demo_module / "internal" / "greeting" / "greeting.go"
+    greeting.write_text(greeting.read_text().replace("hello from", "hi from"))
+    changed = kodev.run("build", "./cmd/web", env=env)
+    assert "go build skipped" not in changed.stderr
+    assert "hi from web" in run_image(changed.refs[0], ["--once"]).stdout
