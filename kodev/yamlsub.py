@@ -97,12 +97,13 @@ class _MarkingLoader(yaml.SafeLoader):
 
     def __init__(self, text: str) -> None:
         super().__init__(text)
-        self.boundaries: list[tuple[DocumentStartEvent, DocumentEndEvent, Node]] = []
+        self.boundaries: list[tuple[DocumentStartEvent, DocumentEndEvent, Node | None]] = []
 
-    def compose_document(self) -> Node:
-        start = self.get_event()
+    def compose_document(self) -> Node | None:
+        next_event: Any = self.get_event
+        start = next_event()
         node = self.compose_node(None, None)  # type: ignore[arg-type]
-        end = self.get_event()
+        end = next_event()
         self.anchors = {}
         self.boundaries.append((start, end, node))
         return node
@@ -129,16 +130,20 @@ def parse_stream(text: str, source: str) -> YamlStream:
 
 
 def _documents(text: str, boundaries: Sequence[tuple[DocumentStartEvent, DocumentEndEvent,
-                                                       Node]]) -> list[Document]:
+                                                       Node | None]]) -> list[Document]:
     if not boundaries:
         return []
-    starts = [0] + [_line_start(text, start.start_mark.index) for start, _, _ in boundaries[1:]]
+    starts = [0] + [_line_start(text, _index(start.start_mark)) for start, _, _ in boundaries[1:]]
     ends = [*starts[1:], len(text)]
     documents = []
     for index, ((_, _, node), start, end) in enumerate(zip(boundaries, starts, ends, strict=True)):
         empty = isinstance(node, ScalarNode) and node.tag.endswith(":null") and not node.value
         documents.append(Document(index, start, end, None if empty else node))
     return documents
+
+
+def _index(mark: Any) -> int:
+    return int(mark.index)
 
 
 def _line_start(text: str, index: int) -> int:
@@ -207,33 +212,57 @@ def _content_start(text: str, start: int, end: int) -> int:
 # --------------------------------------------------------------------------- substitution
 
 
-def substitute(text: str, replacements: Mapping[KoRef, str]) -> str:
-    """``text`` with each ``ko://`` value replaced by its reference, in the value's style."""
+def substitute(text: str, replacements: Mapping[KoRef, str], start: int = 0,
+               end: int | None = None) -> str:
+    """``text[start:end]`` with each ``ko://`` value in that range replaced by its
+    reference, written in the value's own style (plain, quoted, block)."""
+    end = len(text) if end is None else end
     pieces = []
-    position = 0
+    position = start
     for ref in sorted(replacements, key=lambda r: r.start):
-        start, end, new_text = _replacement(text, ref, replacements[ref])
-        pieces.append(text[position:start])
+        if not start <= ref.start < end:
+            continue
+        cut_start, cut_end, new_text = _replacement(text, ref, replacements[ref])
+        pieces.append(text[position:cut_start])
         pieces.append(new_text)
-        position = end
-    pieces.append(text[position:])
+        position = cut_end
+    pieces.append(text[position:end])
     return "".join(pieces)
 
 
 def _replacement(text: str, ref: KoRef, reference: str) -> tuple[int, int, str]:
-    raw = text[ref.start:ref.end]
+    """The splice (start, end, new text) that writes ``reference`` in ``ref``'s style."""
     if ref.style == "'":
         return ref.start, ref.end, "'" + reference.replace("'", "''") + "'"
     if ref.style == '"':
         return ref.start, ref.end, _double_quoted(reference)
+    if ref.style in ("|", ">"):
+        return _block_replacement(text, ref, reference)
+    if text[ref.start:ref.end] != ref.value:
+        raise _unsupported(ref)
+    plain = reference if _PLAIN_SAFE.fullmatch(reference) else _double_quoted(reference)
+    return ref.start, ref.end, plain
+
+
+def _block_replacement(text: str, ref: KoRef, reference: str) -> tuple[int, int, str]:
+    """In a ``|``/``>`` block scalar, replace the path and switch to strip chomping (``-``),
+    so the value is the reference without the block's trailing newline."""
+    raw = text[ref.start:ref.end]
+    header_end = raw.find("\n")
     wanted = ref.value.strip()
-    offset = raw.find(wanted)
-    if offset < 0 or (ref.style is None and raw != ref.value):
-        raise UsageError(f"{ref.location}: cannot substitute {wanted}: write it on one line "
-                         "as a plain or quoted string")
-    new_text = reference if ref.style is not None or _PLAIN_SAFE.fullmatch(reference) \
-        else _double_quoted(reference)
-    return ref.start + offset, ref.start + offset + len(wanted), new_text
+    offset = raw.find(wanted, header_end)
+    if header_end < 0 or offset < 0 or ref.value.lstrip() != ref.value:
+        raise _unsupported(ref)
+    indicators = re.match(r"[|>][0-9+-]{0,2}", raw)
+    assert indicators is not None
+    header = raw[0] + "".join(c for c in indicators.group()[1:] if c.isdigit()) + "-"
+    new_text = header + raw[indicators.end():offset] + reference
+    return ref.start, ref.start + offset + len(wanted), new_text
+
+
+def _unsupported(ref: KoRef) -> UsageError:
+    return UsageError(f"{ref.location}: cannot substitute {ref.value.strip()}: write it on one "
+                      "line as a plain or quoted string")
 
 
 def _double_quoted(value: str) -> str:

@@ -30,6 +30,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module under kodev.cli, one-line help)
     "build": ("build", "Build Go main packages into images and publish them"),
     "version": ("version", "Print kodev's version"),
+    "resolve": ("resolve", "Build ko:// references in YAML and print it with image digests"),
+    "apply": ("apply", "Resolve YAML, then server-side apply it to a Kubernetes cluster"),
+    "delete": ("delete", "Delete the objects described in YAML from a Kubernetes cluster"),
 }
 ALIASES = {"publish": "build"}
 
