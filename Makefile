@@ -9,7 +9,10 @@ CRANE_VERSION := v0.21.9
 APT_PACKAGES := docker-registry skopeo umoci runc apache2-utils openssl
 export PATH := $(TOOLS_BIN):$(PATH)
 
-.PHONY: help deps apt-deps py-deps go-tools lint unit test test-only demo bench testenv-up testenv-down clean
+testenv-build:
+	tests/testenv/build.sh
+
+.PHONY: testenv-build help deps apt-deps py-deps go-tools lint unit test test-only demo bench testenv-up testenv-down clean
 
 help:
 	@echo "make demo   build the example app, push it to a local registry, run it (runc) and deploy it"
@@ -47,8 +50,8 @@ unit: deps
 	$(PYTHON) -m pytest -m "not kube" -q
 
 test: deps lint
-	@set -e; started=0; \
-	if ! tests/testenv/up.sh --check >/dev/null 2>&1; then tests/testenv/up.sh; started=1; fi; \
+	@set -e; out=$$(tests/testenv/up.sh 2>&1) || { echo "$$out"; exit 1; }; echo "$$out"; \
+	started=1; case "$$out" in *"already running"*) started=0;; esac; \
 	status=0; $(PYTHON) -m pytest -q -rs || status=$$?; \
 	if [ $$started = 1 ]; then tests/testenv/down.sh; fi; \
 	exit $$status
