@@ -33,9 +33,14 @@ class BuildSettings:
     """Everything that decides how one package is compiled; equal settings share a build."""
 
     dir: Path
-    env: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]  # the complete environment go build runs with
+    build_keys: frozenset[str]  # variables the .ko.yaml build sets itself
     flags: tuple[str, ...]
     ldflags: tuple[str, ...]
+
+    def output_key_env(self) -> list[str]:
+        """The variables that pick the output directory: an unrelated one must not relink."""
+        return [f"{k}={v}" for k, v in self.env if _affects_build(k, self.build_keys)]
 
 
 @dataclass(frozen=True)
@@ -131,9 +136,8 @@ class GoBuilder:
         flags = tuple(render(f, lookups, where=where) if has_template(f) else f for f in flags)
         ldflags = tuple(render(f, lookups, where=where) if has_template(f) else f for f in ldflags)
         _reject_toolexec(flags, ldflags, env)
-        own = {item.split("=", 1)[0] for item in env_list}
-        env_tuple = tuple(f"{k}={v}" for k, v in sorted(env.items()) if _affects_build(k, own))
-        return BuildSettings(build_dir, env_tuple, flags, ldflags)
+        own = frozenset(item.split("=", 1)[0] for item in env_list)
+        return BuildSettings(build_dir, tuple(sorted(env.items())), own, flags, ldflags)
 
     def _run_group(
         self, settings: BuildSettings, platform: Platform, groups: list[list[GoPackage]]
@@ -154,11 +158,13 @@ class GoBuilder:
         if settings.ldflags:
             args.append("-ldflags=" + " ".join(settings.ldflags))
         args += ["-o", str(out_dir) + os.sep, *[p.import_path for p in group]]
-        env = dict(self.options.environ)
-        env.update(kv.split("=", 1) for kv in settings.env)  # type: ignore[misc]
-        env.update(build_environment(platform, self.options.environ, ()))
         proc = subprocess.run(
-            args, cwd=settings.dir, env=env, capture_output=True, text=True, check=False
+            args,
+            cwd=settings.dir,
+            env=dict(settings.env),
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode != 0:
             names = ", ".join(p.import_path for p in group)
@@ -182,7 +188,7 @@ class GoBuilder:
             json.dumps(
                 [
                     str(settings.dir),
-                    settings.env,
+                    settings.output_key_env(),
                     settings.flags,
                     settings.ldflags,
                     sorted(p.import_path for p in group),
@@ -193,8 +199,7 @@ class GoBuilder:
         return self.out_root / platform.slug / key
 
 
-def _affects_build(key: str, build_keys: set[str]) -> bool:
-    """Only these variables pick the output directory: an unrelated one must not force a relink."""
+def _affects_build(key: str, build_keys: frozenset[str]) -> bool:
     return key in build_keys or key.startswith(("GO", "CGO_")) or key in ("CC", "CXX", "PATH")
 
 
