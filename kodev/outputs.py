@@ -14,21 +14,26 @@ from typing import TYPE_CHECKING
 import kodev
 from kodev.cache import atomic_write
 from kodev.errors import UsageError
+from kodev.golang.builder import BuiltBinary
+from kodev.golang.packages import go_binary
 from kodev.golang.sbom import (
     SBOM_MEDIA_TYPES,
+    GoBuildInfo,
     ImageFacts,
     cyclonedx_document,
     cyclonedx_index_document,
-    read_build_info,
+    go_version_m,
+    parse_go_version_m,
     spdx_document,
     spdx_index_document,
 )
 from kodev.oci.artifact import artifact_manifest, attachment_tag
 from kodev.oci.image import Image, Index
-from kodev.oci.reference import Reference
+from kodev.oci.reference import Reference, parse_repository
 
 if TYPE_CHECKING:
     from kodev.publish import Built, Pipeline, Published
+    from kodev.registry.push import Pusher
 
 
 class Outputs:
@@ -104,9 +109,7 @@ class Outputs:
             facts = []
             for image in images:
                 binary = item.binaries[image.platform]
-                info = read_build_info(
-                    binary.path, go=self.pipeline.environ.get("KO_GO_PATH", "go")
-                )
+                info = self._build_info(binary)
                 annotations = image.annotations
                 fact = ImageFacts(
                     digest=image.digest,
@@ -143,6 +146,16 @@ class Outputs:
                 )
                 result.sboms[index.digest] = document
                 self._write_sbom_file(item, None, document)
+
+    def _build_info(self, binary: BuiltBinary) -> GoBuildInfo:
+        """``go version -m``, run once per distinct binary (cached by its content hash)."""
+        cache = self.pipeline.cache
+        cached = cache.get_meta("go-version-m", binary.sha256)
+        if cached is not None:
+            return parse_go_version_m(str(cached["text"]))
+        text = go_version_m(binary.path, go=go_binary(self.pipeline.environ))
+        cache.put_meta("go-version-m", binary.sha256, {"text": text})
+        return parse_go_version_m(text)
 
     def _write_sbom_file(self, item: Built, image: Image | None, document: bytes) -> None:
         directory = self.options.sbom_dir
@@ -182,7 +195,7 @@ class Outputs:
         from kodev.registry.push import Pusher
 
         pipeline = self.pipeline
-        ref = Reference(*_split(result.repository))
+        ref = Reference(*parse_repository(result.repository))
         tags = list(dict.fromkeys(t for t in self.options.tags if t))
         pusher = Pusher(pipeline.pool, ref, jobs=self.options.jobs or 4)
         pipeline.emit("push", f"pushing {result.repository}", result.import_path)
@@ -209,10 +222,7 @@ class Outputs:
             )
             self._push_sboms(result, pusher)
 
-    def _push_sboms(self, result: Published, pusher: object) -> None:
-        from kodev.registry.push import Pusher
-
-        assert isinstance(pusher, Pusher)
+    def _push_sboms(self, result: Published, pusher: Pusher) -> None:
         artifacts = self._sbom_artifacts(result)
         if not artifacts:
             return
@@ -264,8 +274,3 @@ class Outputs:
                     f"{result.repository}@{image.digest}" for image in result.artifact.images
                 )
         atomic_write(Path(self.options.image_refs or "refs"), ("\n".join(lines) + "\n").encode())
-
-
-def _split(repository: str) -> tuple[str, str]:
-    registry, _, path = repository.partition("/")
-    return registry, path

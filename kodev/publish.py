@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from kodev.cache import Cache, default_cache_dir
 from kodev.config import BuildConfig, KoConfig, load_config
-from kodev.errors import BuildError, KodevError, UsageError
+from kodev.errors import BuildError, UsageError
 from kodev.golang.builder import BuildOptions, BuiltBinary, GoBuilder, source_date_epoch
 from kodev.golang.fingerprint import (
     FingerprintStore,
@@ -164,6 +164,7 @@ class Pipeline:
         self._pool: ClientPool | None = None
         self._pool_lock = threading.Lock()
         self._bases: dict[str, BaseImage] = {}
+        self._kodata_layers: dict[tuple[Path, bool, int, str], Layer] = {}
         self.selection = self._platform_selection()
 
     # ---------------------------------------------------------------- helpers
@@ -411,18 +412,10 @@ class Pipeline:
             {k: v for k, v in desc.items() if k in ("urls", "annotations")}
             for desc in base.descriptors
         ]
-        index_annotations = dict(user_annotations)
-        if base.digest:
-            index_annotations.update(
-                {
-                    "org.opencontainers.image.base.name": base.name,
-                    "org.opencontainers.image.base.digest": base.digest,
-                }
-            )
         return Index(
             media_type=base.media_type,
             images=images,
-            annotations=index_annotations,
+            annotations={**user_annotations, **base.index_annotations()},
             descriptor_extras=extras,
         )
 
@@ -445,6 +438,15 @@ class Pipeline:
         )
 
     def _kodata_layer(self, target: Target, windows: bool, mtime: int, media_type: str) -> Layer:
+        """Built once per package and layout, however many platforms share it."""
+        key = (target.package.kodata_dir, windows, mtime, media_type)
+        if key not in self._kodata_layers:
+            self._kodata_layers[key] = self._make_kodata_layer(target, windows, mtime, media_type)
+        return self._kodata_layers[key]
+
+    def _make_kodata_layer(
+        self, target: Target, windows: bool, mtime: int, media_type: str
+    ) -> Layer:
         allowed = self.environ.get("KO_DATA_PATH_ALLOWED_ROOT")
         root = Path(allowed) if allowed else _git_root(target.package.dir)
         raw = kodata_layer_tar(
@@ -553,11 +555,6 @@ def _git_root(start: Path) -> Path:
     return start / "kodata"
 
 
-def split_docker_repo(value: str) -> tuple[str, str]:
-    registry, path = parse_repository(value)
-    return registry, path
-
-
 def target_reference(docker_repo: str, import_path: str, naming: str) -> Reference:
     name = image_repository(docker_repo, import_path, naming)
     registry, path = parse_repository(name)
@@ -567,6 +564,3 @@ def target_reference(docker_repo: str, import_path: str, naming: str) -> Referen
             hint="set KO_DOCKER_REPO to registry/repository",
         )
     return Reference(registry, path)
-
-
-__all__ = ["Built", "Event", "KodevError", "Pipeline", "PublishOptions", "Published"]

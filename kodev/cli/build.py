@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from kodev.errors import UsageError
@@ -28,8 +29,6 @@ def options_from_args(
     args: argparse.Namespace, environ: dict[str, str] | None = None
 ) -> PublishOptions:
     """Translate ko-style flags into PublishOptions (shared by build, resolve, apply, up)."""
-    import os
-
     env = os.environ if environ is None else environ
     if args.local or env.get("KO_DOCKER_REPO", "").startswith("ko.local"):
         raise UsageError(

@@ -7,6 +7,7 @@ when stderr is not a terminal.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from types import TracebackType
@@ -29,16 +30,18 @@ class ProgressPrinter:
     """Context manager: ``with ProgressPrinter() as p: pipeline(on_event=p)``."""
 
     def __init__(self, *, json_events: bool = False, quiet: bool = False) -> None:
-        from rich.console import Console
+        self.console: Any = None
+        if _wants_rich() and not json_events and not quiet:
+            from rich.console import Console  # only on a terminal: rich costs ~40 ms to import
 
-        self.console = Console(stderr=True, highlight=False)
+            self.console = Console(stderr=True, highlight=False)
         self.json_events = json_events
         self.quiet = quiet
         self.started = time.monotonic()
         self._status: Any = None
 
     def __enter__(self) -> ProgressPrinter:
-        if self.console.is_terminal and not self.json_events and not self.quiet:
+        if self.console is not None and self.console.is_terminal:
             self._status = self.console.status("starting", spinner="dots")
             self._status.__enter__()
         return self
@@ -63,6 +66,9 @@ class ProgressPrinter:
             record.update(event.data)
             sys.stderr.write(json.dumps(record) + "\n")
             return
+        if self.console is None:
+            sys.stderr.write(f"{elapsed:6.2f}s {event.kind:>7} {event.message}\n")
+            return
         style = _STYLES.get(event.kind, "white")
         self.console.print(
             f"[dim]{elapsed:6.2f}s[/] [{style}]{event.kind:>7}[/] {event.message}",
@@ -71,3 +77,7 @@ class ProgressPrinter:
         )
         if self._status is not None:
             self._status.update(event.message)
+
+
+def _wants_rich() -> bool:
+    return sys.stderr.isatty() or bool(os.environ.get("FORCE_COLOR"))

@@ -56,7 +56,7 @@ def closure_files(packages: Iterable[GoPackage], extra: Iterable[Path]) -> dict[
     """Stats of every module-local package dir and source file, plus ``extra`` files."""
     files: dict[str, Stat | None] = {}
     for pkg in packages:
-        if pkg.standard or pkg.module_dir is None or _in_module_cache(pkg):
+        if pkg.standard or pkg.module_dir is None or pkg.in_module_cache:
             continue
         files[str(pkg.dir)] = _stat(pkg.dir)
         for path in pkg.source_files():
@@ -67,10 +67,6 @@ def closure_files(packages: Iterable[GoPackage], extra: Iterable[Path]) -> dict[
     for path in extra:
         files[str(path)] = _stat(path)
     return {k: v for k, v in files.items() if v is not None}
-
-
-def _in_module_cache(pkg: GoPackage) -> bool:
-    return "/pkg/mod/" in str(pkg.dir) and "@" in str(pkg.dir)
 
 
 def module_files(workdir: Path, config_path: Path | None) -> list[Path]:
@@ -135,6 +131,7 @@ def package_from_json(data: Mapping[str, Any]) -> GoPackage:
         deps=tuple(data.get("deps", ())),
         standard=bool(data.get("standard")),
         error=data.get("error"),
+        in_module_cache=bool(data.get("in_module_cache")),
     )
 
 

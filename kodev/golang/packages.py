@@ -36,6 +36,7 @@ class GoPackage:
     deps: tuple[str, ...] = ()
     standard: bool = False
     error: str | None = None
+    in_module_cache: bool = False  # from a versioned (so immutable) module download
 
     @property
     def is_main(self) -> bool:
@@ -89,6 +90,7 @@ def _package_from_json(data: Mapping[str, Any]) -> GoPackage:
         deps=tuple(data.get("Deps") or ()),
         standard=bool(data.get("Standard")),
         error=_first_line(data["Error"]) if data.get("Error") else None,
+        in_module_cache=bool((module.get("Replace") or module).get("Version")),
     )
 
 

@@ -272,7 +272,12 @@ def parse_go_version_m(text: str) -> GoBuildInfo:
 
 
 def read_build_info(binary: Path, *, go: str = "go") -> GoBuildInfo:
-    """Run ``go version -m`` on ``binary`` and parse it.
+    """Run ``go version -m`` on ``binary`` and parse it."""
+    return parse_go_version_m(go_version_m(binary, go=go))
+
+
+def go_version_m(binary: Path, *, go: str = "go") -> str:
+    """The raw ``go version -m`` output for ``binary``.
 
     ``GOTOOLCHAIN=local`` keeps a go.mod in the working directory from triggering a
     toolchain download just to read build info (the format is stable since Go 1.18).
@@ -298,7 +303,7 @@ def read_build_info(binary: Path, *, go: str = "go") -> GoBuildInfo:
             output=proc.stderr + proc.stdout,
             hint="the file must be an executable Go binary built in module mode",
         )
-    return parse_go_version_m(proc.stdout)
+    return proc.stdout
 
 
 # --------------------------------------------------------------------------- image facts

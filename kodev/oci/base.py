@@ -48,7 +48,7 @@ class BaseImage:
     """A resolved base: ``images`` holds the per-platform images that match the request."""
 
     name: str
-    digest: str | None
+    digest: str
     media_type: str
     images: list[Image]
     is_index: bool
@@ -56,12 +56,14 @@ class BaseImage:
 
     def annotations_for(self, image: Image) -> dict[str, str]:
         """``org.opencontainers.image.base.*`` for one child, as ko writes them."""
-        if self.digest is None:
-            return {}
         if self.is_index:
             position = self.images.index(image)
             child_digest = str(self.descriptors[position]["digest"])
             return _base_annotations(self.name, child_digest)
+        return _base_annotations(self.name, self.digest)
+
+    def index_annotations(self) -> dict[str, str]:
+        """The same annotations for the index built on an index base (its own digest)."""
         return _base_annotations(self.name, self.digest)
 
 
@@ -117,13 +119,13 @@ class BaseLoader:
         meta = self.cache.get_meta("minimal-base", key)
         data = self.cache.get_blob(str(meta["digest"])) if meta else None
         if meta is not None and data is not None:
-            layer = Layer(digest=meta["digest"], diff_id=meta["diff_id"], size=len(data),
-                          data=data)
+            layer = Layer(digest=meta["digest"], diff_id=meta["diff_id"], size=len(data), data=data)
         else:
             layer = layer_from_tar(minimal_base_tar())
             self.cache.put_blob(layer.digest, layer.read())
-            self.cache.put_meta("minimal-base", key,
-                                {"digest": layer.digest, "diff_id": layer.diff_id})
+            self.cache.put_meta(
+                "minimal-base", key, {"digest": layer.digest, "diff_id": layer.diff_id}
+            )
         self._minimal_layers["layer"] = layer
         return layer
 

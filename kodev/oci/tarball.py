@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kodev.cache import atomic_write
-from kodev.oci.image import Image, Index, canonical_json
-from kodev.oci.layout import BlobStore, LayerReader, LayoutWriter
+from kodev.oci.image import Image, Index
+from kodev.oci.layout import LayerReader, LayoutWriter
 from kodev.oci.platform import host_platform_default
 
 
@@ -49,7 +49,7 @@ def write_tarball(
             )
         layout.close()
         atomic_write(root / "manifest.json", json.dumps(docker_manifest).encode())
-        atomic_write(path, _tar_directory(root, layout.blobs))
+        atomic_write(path, _tar_directory(root))
 
 
 def _docker_image(artifact: Image | Index) -> Image:
@@ -66,7 +66,7 @@ def _blob_name(digest: str) -> str:
     return "blobs/" + digest.replace(":", "/")
 
 
-def _tar_directory(root: Path, _blobs: BlobStore) -> bytes:
+def _tar_directory(root: Path) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in sorted(root.rglob("*")):
@@ -82,5 +82,3 @@ def _tar_directory(root: Path, _blobs: BlobStore) -> bytes:
                 tar.addfile(info)
     return buffer.getvalue()
 
-
-__all__ = ["canonical_json", "write_tarball"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from types import TracebackType
 
 from kodev.registry.auth import Keychain
 from kodev.registry.client import RegistryClient
@@ -31,14 +30,3 @@ class ClientPool:
             for client in self._clients.values():
                 client.close()
             self._clients.clear()
-
-    def __enter__(self) -> ClientPool:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
