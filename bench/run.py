@@ -170,6 +170,8 @@ def main() -> int:
             ko_env = {**env, "KOCACHE": str(scratch / "ko-cache")}
             kodev_cmd = [*kodev, "build", "--sbom=none", "./cmd/web"]
             ko_cmd = [ko, "build", "--sbom=none", "./cmd/web"]
+            # The floor: the go build that kodev and ko run (CGO off, -trimpath), alone.
+            go_env = {**env, "CGO_ENABLED": "0"}
             go_cmd = [
                 "go",
                 "build",
@@ -181,7 +183,7 @@ def main() -> int:
             for _ in range(2):  # warm both caches, the registry and Go's build cache
                 timed(kodev_cmd, module, kodev_env)
                 timed(ko_cmd, module, ko_env)
-                timed(go_cmd, module, env)
+                timed(go_cmd, module, go_env)
 
             def sample(
                 cmd: list[str], e: dict[str, str], before: Callable[[int], None] | None = None
@@ -196,11 +198,13 @@ def main() -> int:
             results["a_no_change"] = {
                 "kodev": median(sample(kodev_cmd, kodev_env)),
                 "ko": median(sample(ko_cmd, ko_env)),
-                "go_build": median(sample(go_cmd, env)),
+                "go_build": median(sample(go_cmd, go_env)),
             }
             greeting = module / "internal" / "greeting" / "greeting.go"
             results["b_one_line_change"] = {
-                "go_build": median(sample(go_cmd, env, lambda i: set_message(greeting, f"g{i}"))),
+                "go_build": median(
+                    sample(go_cmd, go_env, lambda i: set_message(greeting, f"g{i}"))
+                ),
                 "kodev": median(
                     sample(kodev_cmd, kodev_env, lambda i: set_message(greeting, f"k{i}"))
                 ),
