@@ -144,19 +144,26 @@ KO_DEFAULTBASEIMAGE, KO_DEFAULTPLATFORMS, KOCACHE, SOURCE_DATE_EPOCH, KO_DATA_DA
 """
 
 
+def add_build_command_flags(name: str, parser: argparse.ArgumentParser) -> None:
+    """Flags of ``build`` (alias ``publish``)."""
+    parser.epilog = BUILD_EPILOG
+    parser.add_argument(
+        "importpaths",
+        nargs="*",
+        metavar="IMPORTPATH",
+        help="import paths or ./relative packages (default .)",
+    )
+    add_build_flags(parser)
+    add_output_flags(parser)
+
+
+def add_no_flags(name: str, parser: argparse.ArgumentParser) -> None:
+    """Commands without flags of their own."""
+
+
 def add_command_flags(name: str, parser: argparse.ArgumentParser) -> None:
-    if name == "build":
-        parser.epilog = BUILD_EPILOG
-        parser.add_argument(
-            "importpaths",
-            nargs="*",
-            metavar="IMPORTPATH",
-            help="import paths or ./relative packages (default .)",
-        )
-        add_build_flags(parser)
-        add_output_flags(parser)
-    elif name in ("resolve", "apply", "delete"):
-        add_manifest_command_flags(name, parser)
+    """Give command ``name`` its flags; see ``COMMAND_FLAGS`` at the end of this module."""
+    COMMAND_FLAGS.get(name, add_no_flags)(name, parser)
 
 
 RESOLVE_EPILOG = """\
@@ -250,3 +257,12 @@ def add_manifest_command_flags(name: str, parser: argparse.ArgumentParser) -> No
     if name in ("apply", "delete"):
         add_kube_flags(parser)
         add_output_flags(parser)
+
+
+# One entry per command that has flags: name -> function(name, parser).
+COMMAND_FLAGS = {
+    "build": add_build_command_flags,
+    "resolve": add_manifest_command_flags,
+    "apply": add_manifest_command_flags,
+    "delete": add_manifest_command_flags,
+}
