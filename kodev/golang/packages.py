@@ -186,18 +186,3 @@ def _match_local_pattern(
             return pkg
     return None
 
-
-def dependency_closure(
-    mains: Sequence[str], *, workdir: Path, environ: Mapping[str, str] | None = None
-) -> dict[str, list[GoPackage]]:
-    """For each main package, the non-standard packages it is built from (itself included)."""
-    listed = run_go_list(list(mains), workdir=workdir, deps=True, environ=environ)
-    by_path = {pkg.import_path: pkg for pkg in listed}
-    closure: dict[str, list[GoPackage]] = {}
-    for main in mains:
-        pkg = by_path.get(main)
-        if pkg is None:
-            continue
-        members = [by_path[d] for d in pkg.deps if d in by_path and not by_path[d].standard]
-        closure[main] = [*members, pkg]
-    return closure
