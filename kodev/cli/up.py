@@ -1,0 +1,47 @@
+"""``kodev up -f ...``: the dev loop (see kodev/dev/loop.py), with a view chosen by flags."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kodev.cli.build import options_from_args
+from kodev.kube.client import KubeOptions
+
+
+def run(args: argparse.Namespace) -> int:
+    from kodev.dev.dashboard import Dashboard
+    from kodev.dev.loop import DevLoop, UpSettings
+
+    settings = UpSettings(
+        files=args.filename,
+        recursive=args.recursive,
+        selector=args.selector,
+        strict=args.strict,
+        kube=KubeOptions(args.kubeconfig, args.context, args.namespace),
+        timeout=args.timeout,
+        options=options_from_args(args),
+        quiet_seconds=args.quiet_period,
+        cleanup=args.cleanup,
+        workdir=Path.cwd(),
+    )
+    dashboard = Dashboard()
+    loop = DevLoop(settings, dashboard)
+    use_tui = not (args.no_tui or args.json) and sys.stdout.isatty() and sys.stdin.isatty()
+    if args.json:
+        from kodev.dev.views import JsonView
+
+        dashboard.subscribe(JsonView())
+    elif not use_tui:
+        from kodev.dev.views import LineView
+
+        dashboard.subscribe(LineView())
+    try:
+        if use_tui:
+            from kodev.dev.tui import Tui
+
+            return Tui(dashboard, "kodev up", loop.stop).run(loop.run)
+        return loop.run()
+    except KeyboardInterrupt:
+        return 0  # Ctrl-C is how a dev loop ends; shutdown already ran in loop.run

@@ -1,0 +1,623 @@
+"""``kodev up``: deploy once, then rebuild exactly what each change affects and hot-swap it.
+
+    save ─► watcher ─► coalesce (quiet period) ─► plan (package graph) ─► ONE go build
+         ─► image (cached base, kodata and unchanged layers) ─► push new blobs only
+         ─► patch the containers' image to the new digest ─► follow the rollout (watch)
+
+Everything runs on the loop's thread except the watchers, which only report: so there
+is never more than one build at a time, and changes made during a build queue into the
+next one. Failures (compile errors, an unreachable registry or API server, a workload
+deleted by hand) are reported and retried; the last good digest stays deployed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from kodev.dev.dashboard import BUILDING, FAILED, PUSHING, READY, ROLLING, Dashboard
+from kodev.dev.planner import ChangePlanner, Plan
+from kodev.dev.watcher import Batch, ChangeQueue, FileWatcher
+from kodev.errors import BuildError, KodevError, KubeError, RegistryError, UsageError
+from kodev.golang.graph import PackageGraph
+from kodev.kube.apply import (
+    Kube,
+    KubeObject,
+    Outcome,
+    apply_objects,
+    mark,
+    objects_from_documents,
+    pod_spec,
+)
+from kodev.kube.client import Cluster, KubeOptions
+from kodev.kube.cluster_info import LocalRegistry
+from kodev.kube.resolve import (
+    Selection,
+    buildable_import_paths,
+    collect_files,
+    read_streams,
+    render_documents,
+    select_documents,
+)
+from kodev.kube.rollout import (
+    ROLLABLE_KINDS,
+    ContainerSlot,
+    WorkloadRef,
+    WorkloadWatch,
+    swap_images,
+)
+from kodev.publish import Built, Event, Pipeline, Published, PublishOptions, Target
+
+MAX_BACKOFF_SECONDS = 8.0
+RETRIABLE = (RegistryError, KubeError, OSError)
+
+
+@dataclass
+class UpSettings:
+    files: Sequence[str]
+    recursive: bool = False
+    selector: str | None = None
+    strict: bool = False
+    kube: KubeOptions = field(default_factory=KubeOptions)
+    timeout: float = 120.0
+    options: PublishOptions = field(default_factory=PublishOptions)
+    quiet_seconds: float = 0.1
+    cleanup: bool = False
+    workdir: Path = field(default_factory=Path.cwd)
+
+
+@dataclass
+class Deployed:
+    """What runs now for one import path."""
+
+    reference: str  # as written into the workloads
+    digest: str
+    binaries: dict[str, str]  # platform -> sha256 of the binary
+
+
+@dataclass
+class PendingRollout:
+    import_paths: set[str]
+    started: float  # time.monotonic() of the save that caused it
+    generation: int
+    reported_problem: str | None = None
+
+
+class DevLoop:
+    def __init__(self, settings: UpSettings, dashboard: Dashboard,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self.dashboard = dashboard
+        self.environ = dict(os.environ if environ is None else environ)
+        self.changes = ChangeQueue(settings.quiet_seconds)
+        self.stopping = threading.Event()
+        self.cluster: Cluster | None = None
+        self.kube: Kube | None = None
+        self.registry: LocalRegistry | None = None
+        self.pipeline: Pipeline | None = None
+        self.targets: dict[str, Target] = {}
+        self.graph: PackageGraph | None = None
+        self.planner: ChangePlanner | None = None
+        self.deployed: dict[str, Deployed] = {}
+        self.selections: dict[Path, Selection] = {}
+        self.objects: dict[Path, list[KubeObject]] = {}
+        self.slots: dict[str, list[ContainerSlot]] = {}
+        self.workload_file: dict[WorkloadRef, Path] = {}
+        self.pending: dict[WorkloadRef, PendingRollout] = {}
+        self._pending_lock = threading.Lock()
+        self.watch: WorkloadWatch | None = None
+        self.files_watcher: FileWatcher | None = None
+        self.failed_builds: set[str] = set()
+        self.retry_images: set[str] = set()
+        self.retry_files: set[Path] = set()
+        self.retry_at: float | None = None
+        self.backoff = 0.5
+
+    # ================================================================ lifecycle
+
+    def run(self) -> int:
+        try:
+            self.start()
+            while not self.stopping.is_set():
+                batch = self.changes.next_batch(timeout=self._until_retry())
+                if ChangeQueue.STOP in batch.requests or self.stopping.is_set():
+                    break
+                self.iterate(batch)
+        finally:
+            self.shutdown()
+        return 0
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.changes.request(ChangeQueue.STOP)
+
+    def start(self) -> None:
+        """Connect, build and push everything, apply the manifests, start watching."""
+        self._connect()
+        assert self.cluster is not None
+        self._load_manifests()
+        self.pipeline = self._make_pipeline()
+        refs = [r for s in self.selections.values() for r in s.refs]
+        if not refs:
+            raise UsageError("no ko:// references in the -f files: nothing to build or watch",
+                             hint="point -f at manifests whose image: fields are ko://IMPORTPATH")
+        paths = buildable_import_paths(self.pipeline, refs, strict=self.settings.strict,
+                                       warn=self._warn)
+        self._plan(paths)
+        published = self._publish(self.pipeline.rebuild(list(self.targets.values())))
+        for result in published:
+            self._record(result)
+        self._apply(list(self.selections), started=time.monotonic())
+        self._start_watchers()
+        self.dashboard.emit("watching", f"watching {len(self.targets)} image(s) in "
+                            f"{', '.join(str(p) for p in sorted(self._watch_roots()))}; "
+                            f"quiet period {self.settings.quiet_seconds * 1000:.0f} ms")
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        if self.files_watcher is not None:
+            self.files_watcher.stop()
+        if self.watch is not None:
+            self.watch.stop()
+        try:
+            if self.settings.cleanup and self.kube is not None:
+                self._cleanup()
+        finally:
+            if self.pipeline is not None:
+                self.pipeline.close()
+            if self.cluster is not None:
+                self.cluster.close()
+            self.dashboard.emit("stopped", "stopped watching; workloads left running"
+                                if not self.settings.cleanup else "stopped; cleaned up")
+
+    # ================================================================ setup
+
+    def _connect(self) -> None:
+        from kodev.cache import default_cache_dir
+        from kodev.kube.client import connect, dynamic_client
+        from kodev.kube.cluster_info import local_registry, node_platforms
+
+        self.cluster = connect(self.settings.kube, self.environ)
+        dynamic = dynamic_client(self.cluster, default_cache_dir(self.environ) / "kube")
+        self.kube = Kube(self.cluster, dynamic, timeout=self.settings.timeout)
+        options = self.settings.options
+        if not options.platforms and not self.environ.get("KO_DEFAULTPLATFORMS") \
+                and not self.environ.get("GOOS") and not self.environ.get("GOARCH"):
+            platforms = tuple(node_platforms(self.cluster))
+            if platforms:
+                self.settings.options = options = replace(options, platforms=platforms)
+                self.dashboard.emit("cluster", f"building for the nodes' platforms: "
+                                    f"{', '.join(platforms)}", platforms=list(platforms))
+        if not options.docker_repo:
+            self.registry = local_registry(self.cluster)
+            if self.registry is None:
+                raise UsageError(
+                    "KO_DOCKER_REPO is unset and the cluster advertises no local registry",
+                    hint="export KO_DOCKER_REPO=<registry>, or create the KEP-1755 ConfigMap "
+                         "kube-public/local-registry-hosting (kind, k3d and minikube do)")
+            self.settings.options = replace(options, docker_repo=self.registry.host)
+            self.dashboard.emit("cluster", f"pushing to the cluster's local registry "
+                                f"{self.registry.host}", registry=self.registry.host)
+
+    def _make_pipeline(self) -> Pipeline:
+        # The config (and so .ko.yaml defaults) is read here, after platforms are known.
+        return Pipeline(self.settings.options, workdir=self.settings.workdir,
+                        environ=self.environ, on_event=self._pipeline_event)
+
+    def _pipeline_event(self, event: Event) -> None:
+        if event.kind in ("push", "base", "warning", "pushed"):
+            self.dashboard.emit(event.kind, event.message, event.import_path, **event.data)
+
+    def _load_manifests(self) -> None:
+        if "-" in self.settings.files:
+            raise UsageError("kodev up cannot watch stdin (-f -)", hint="pass files or dirs")
+        names = collect_files(self.settings.files, self.settings.recursive)
+        for name, selection in zip(names, self._select(names), strict=True):
+            self.selections[Path(name).resolve()] = selection
+
+    def _select(self, names: Sequence[str]) -> list[Selection]:
+        return select_documents(read_streams(list(names)), self.settings.selector)
+
+    def _plan(self, import_paths: Iterable[str]) -> None:
+        """Plan the targets and read the package graph (one go list -deps for all)."""
+        assert self.pipeline is not None
+        paths = list(dict.fromkeys([*self.targets, *import_paths]))
+        targets, graph = self.pipeline.plan_graph(paths)
+        self.targets = {t.import_path: t for t in targets}
+        self.graph = graph
+        for ip in self.targets:
+            self.dashboard.add_image(ip)
+        if self.planner is None:
+            self.planner = ChangePlanner(graph, self.selections, self.pipeline.config.path)
+        else:
+            self.planner.use_graph(graph)
+        if self.files_watcher is not None:
+            self.files_watcher.watch(self._watch_roots())
+
+    def _watch_roots(self) -> set[Path]:
+        assert self.graph is not None
+        return {*self.graph.watched_roots(), *(p.parent for p in self.selections)}
+
+    def _start_watchers(self) -> None:
+        assert self.cluster is not None
+        self.files_watcher = FileWatcher(self.changes)
+        self.files_watcher.watch(self._watch_roots())
+        self.files_watcher.start()
+        namespaces = {w.namespace for w in self.workload_file}
+        self.watch = WorkloadWatch(self.cluster, namespaces or {self.cluster.namespace},
+                                   self._on_cluster_change,
+                                   label_selector="app.kubernetes.io/managed-by=kodev")
+        self.watch.start()
+
+    # ================================================================ one iteration
+
+    def iterate(self, batch: Batch) -> None:
+        """Do what one batch of changes (or a retry) needs."""
+        assert self.planner is not None
+        started = batch.first_seen or time.monotonic()
+        plan = self.planner.plan(batch.paths)
+        self._add_requests(batch, plan)
+        if batch.paths and not plan and not self._retry_due():
+            names = ", ".join(sorted(p.name for p in plan.ignored))
+            self.dashboard.emit("ignored", f"no image depends on {names}")
+            return
+        if batch.paths:
+            changed = sorted(str(p) for p in batch.paths if p not in plan.ignored)
+            self.dashboard.emit("change", f"changed: {', '.join(_short(c) for c in changed)}",
+                                files=changed)
+        images = set(plan.images)
+        if self._retry_due():
+            images |= self.retry_images
+            plan.manifests |= self.retry_files
+            self.retry_images, self.retry_files, self.retry_at = set(), set(), None
+        try:
+            if plan.reload_config:
+                images |= self._reload_config()
+            elif plan.refresh_graph:
+                self._refresh_graph()
+                images |= self.planner.affected_after_refresh(batch.paths)
+        except BuildError as exc:
+            self._build_failed(images or set(self.targets), exc)
+            return
+        images = (images | self.failed_builds) & set(self.targets)
+        if images:
+            self._rebuild_and_swap(sorted(images), started)
+        if plan.manifests:
+            self._reapply(sorted(plan.manifests), started)
+
+    def _add_requests(self, batch: Batch, plan: Plan) -> None:
+        for request in batch.requests:
+            kind, _, value = request.partition(":")
+            if kind == "reapply":
+                plan.manifests.add(Path(value))
+
+    def _reload_config(self) -> set[str]:
+        assert self.pipeline is not None
+        self.dashboard.emit("config", ".ko.yaml changed: reloading it, rebuilding every image")
+        self.pipeline.close()
+        self.pipeline = self._make_pipeline()
+        self._plan(self.targets)
+        return set(self.targets)
+
+    def _refresh_graph(self) -> None:
+        began = time.monotonic()
+        self._plan(self.targets)
+        self.dashboard.emit("graph", f"package graph read again "
+                            f"({(time.monotonic() - began) * 1000:.0f} ms)")
+
+    # ================================================================ build, push, swap
+
+    def _rebuild_and_swap(self, images: list[str], started: float) -> None:
+        assert self.pipeline is not None
+        for ip in images:
+            self.dashboard.update(ip, state=BUILDING, message="")
+        self.dashboard.emit("build", f"building {len(images)} image(s): "
+                            f"{', '.join(_short(i) for i in images)}", images=images)
+        began = time.monotonic()
+        try:
+            built = self.pipeline.rebuild([self.targets[ip] for ip in images])
+        except BuildError as exc:
+            self._build_failed(set(images), exc)
+            return
+        seconds = time.monotonic() - began
+        self.failed_builds -= set(images)
+        self.dashboard.set_error(None)
+        changed = [b for b in built if self._is_new(b, seconds)]
+        if not changed:
+            return
+        try:
+            published = self._publish(changed)
+        except RETRIABLE as exc:
+            self._schedule_retry({b.target.import_path for b in changed}, set(), exc)
+            return
+        for result in published:
+            self._record(result)
+        self._swap(published, started)
+
+    def _is_new(self, item: Built, seconds: float) -> bool:
+        ip = item.target.import_path
+        current = self.deployed.get(ip)
+        binaries = {str(p): b.sha256 for p, b in item.binaries.items()}
+        if current is not None and item.artifact.digest == current.digest:
+            same_binary = binaries == current.binaries
+            why = "byte-identical binary" if same_binary else "identical image"
+            self.dashboard.update(ip, state=READY, build_seconds=seconds,
+                                  message=f"{why}: nothing pushed")
+            self.dashboard.emit("unchanged", f"{_short(ip)}: {why} "
+                                "(no code change): nothing pushed, nothing rolled",
+                                ip, build_seconds=round(seconds, 3))
+            return False
+        self.dashboard.update(ip, state=PUSHING, build_seconds=seconds)
+        self.dashboard.emit("built", f"{_short(ip)} built in {seconds:.2f}s", ip,
+                            build_seconds=round(seconds, 3), digest=item.artifact.digest)
+        return True
+
+    def _publish(self, built: Sequence[Built]) -> list[Published]:
+        from kodev.outputs import Outputs
+
+        assert self.pipeline is not None
+        return Outputs(self.pipeline).write(built)
+
+    def _record(self, result: Published) -> None:
+        reference = f"{result.repository}@{result.digest}"
+        if self.registry is not None:
+            reference = self.registry.runtime_reference(reference)
+        self.deployed[result.import_path] = Deployed(
+            reference, result.digest, {str(p): b.sha256 for p, b in result.binaries.items()})
+        self.dashboard.update(result.import_path, digest=result.digest)
+
+    def _swap(self, published: Sequence[Published], started: float) -> None:
+        """Patch the new digests into every container that runs them."""
+        by_workload: dict[WorkloadRef, dict[ContainerSlot, str]] = {}
+        for result in published:
+            for slot in self.slots.get(result.import_path, []):
+                by_workload.setdefault(slot.workload, {})[slot] = \
+                    self.deployed[result.import_path].reference
+        for result in published:
+            if not self.slots.get(result.import_path):
+                self.dashboard.update(result.import_path, state=READY,
+                                      message="pushed; no Deployment/StatefulSet/DaemonSet "
+                                      "runs it")
+        for workload, images in by_workload.items():
+            self._swap_one(workload, images, started)
+
+    def _swap_one(self, workload: WorkloadRef, images: Mapping[ContainerSlot, str],
+                  started: float) -> None:
+        assert self.cluster is not None
+        import_paths = {ip for ip, slots in self.slots.items()
+                        if any(s in images for s in slots)}
+        try:
+            generation = swap_images(self.cluster, workload, images)
+        except RETRIABLE as exc:
+            self._schedule_retry(import_paths, set(), exc)
+            return
+        if generation is None:
+            self._workload_gone(workload)
+            return
+        patched = time.monotonic() - started
+        with self._pending_lock:
+            self.pending[workload] = PendingRollout(import_paths, started, generation)
+        for ip in import_paths:
+            self.dashboard.update(ip, state=ROLLING)
+        self.dashboard.emit("patched", f"{workload}: image patched "
+                            f"({patched:.2f}s after the save)", workload=str(workload),
+                            namespace=workload.namespace,
+                            images=sorted(images.values()), save_to_patch_seconds=round(
+                                patched, 3), importpaths=sorted(import_paths))
+        self._check_rollouts(workload)
+
+    # ================================================================ manifests
+
+    def _apply(self, files: Sequence[Path], started: float) -> None:
+        """Render these files with the current digests and server-side apply them."""
+        assert self.kube is not None
+        references = {ip: d.reference for ip, d in self.deployed.items()}
+        selections = [self.selections[f] for f in files]
+        import_path_of = {ref: ip for ip, ref in references.items()}
+        applied: dict[Path, list[KubeObject]] = {}
+        for path, docs in zip(files, render_documents(selections, references), strict=True):
+            objects = objects_from_documents(docs)
+            self.kube.validate(objects)
+            for obj in objects:
+                mark(obj, import_path_of)
+            applied[path] = objects
+        everything = [o for objects in applied.values() for o in objects]
+        apply_objects(self.kube, everything, self._report_outcome)
+        for path, objects in applied.items():
+            self.objects[path] = objects
+            self._track_workloads(path, objects, import_path_of, started)
+
+    def _report_outcome(self, outcome: Outcome) -> None:
+        self.dashboard.emit("applied", outcome.line(), **outcome.json())
+
+    def _track_workloads(self, path: Path, objects: Sequence[KubeObject],
+                         import_path_of: Mapping[str, str], started: float) -> None:
+        for ip in self.slots:
+            self.slots[ip] = [s for s in self.slots[ip]
+                              if self.workload_file.get(s.workload) != path]
+        for obj in objects:
+            if obj.kind not in ROLLABLE_KINDS or obj.group != "apps":
+                continue
+            workload = WorkloadRef(obj.kind, obj.namespace or "default", obj.name)
+            self.workload_file[workload] = path
+            runs = set()
+            for slot, image in _container_slots(workload, obj.data):
+                runs_path = import_path_of.get(image)
+                if runs_path:
+                    self.slots.setdefault(runs_path, []).append(slot)
+                    runs.add(runs_path)
+            if runs:
+                with self._pending_lock:
+                    self.pending[workload] = PendingRollout(runs, started, 0)
+                for ip in runs:
+                    self.dashboard.update(ip, state=ROLLING)
+        if self.watch is not None:
+            self.watch.add_namespaces({w.namespace for w in self.workload_file})
+
+    def _reapply(self, files: Sequence[Path], started: float) -> None:
+        """A YAML file changed (or a workload from it was deleted): read it again, build
+        any new ko:// import path, apply."""
+        assert self.pipeline is not None
+        try:
+            for path, selection in zip(files, self._select([str(f) for f in files]),
+                                       strict=True):
+                self.selections[path] = selection
+            new_paths = [r.import_path for f in files for r in self.selections[f].refs
+                         if r.import_path not in self.targets]
+            if new_paths:
+                paths = buildable_import_paths(self.pipeline, [
+                    r for f in files for r in self.selections[f].refs
+                    if r.import_path in new_paths], strict=self.settings.strict,
+                    warn=self._warn)
+                self._plan(paths)
+                for result in self._publish(self.pipeline.rebuild(
+                        [self.targets[p] for p in paths])):
+                    self._record(result)
+            self.dashboard.emit("apply", f"applying {', '.join(f.name for f in files)}")
+            self._apply(files, started)
+        except RETRIABLE as exc:
+            self._schedule_retry(set(), set(files), exc)
+        except KodevError as exc:
+            self.dashboard.emit("error", f"{exc}: fix the file; kodev up keeps watching")
+
+    # ================================================================ cluster state
+
+    def _on_cluster_change(self, what: str, workload: WorkloadRef | None) -> None:
+        if what == "deleted" and workload is not None:
+            path = self.workload_file.get(workload)
+            if path is not None and not self.stopping.is_set():
+                self.dashboard.emit("deleted", f"{workload} was deleted: applying "
+                                    f"{path.name} again", workload=str(workload))
+                self.changes.request(f"reapply:{path}")
+            return
+        self._refresh_pod_counts()
+        if workload is None:
+            with self._pending_lock:
+                pending = list(self.pending)
+            for item in pending:
+                self._check_rollouts(item)
+        else:
+            self._check_rollouts(workload)
+
+    def _check_rollouts(self, workload: WorkloadRef) -> None:
+        if self.watch is None:
+            return
+        with self._pending_lock:
+            pending = self.pending.get(workload)
+            if pending is None or self.watch.generation(workload) < pending.generation:
+                return
+            status = self.watch.status(workload)
+            if status is None:
+                return
+            if status.done:
+                del self.pending[workload]
+            elif status.problem and status.problem != pending.reported_problem:
+                pending.reported_problem = status.problem
+            else:
+                return
+        latency = time.monotonic() - pending.started
+        if status.done:
+            self._rollout_done(workload, pending, latency)
+        else:
+            for ip in pending.import_paths:
+                self.dashboard.update(ip, state=FAILED, message=str(status.problem))
+            self.dashboard.emit("failed", f"{workload}: rollout stuck: {status.problem}",
+                                workload=str(workload), reason=status.problem)
+
+    def _rollout_done(self, workload: WorkloadRef, pending: PendingRollout,
+                      latency: float) -> None:
+        with self._pending_lock:
+            still_rolling = {ip for p in self.pending.values() for ip in p.import_paths}
+        for ip in pending.import_paths - still_rolling:
+            self.dashboard.update(ip, state=READY, latency_seconds=latency, message="")
+        self.dashboard.emit("ready", f"{workload}: rollout complete, "
+                            f"{latency:.2f}s after the save", workload=str(workload),
+                            namespace=workload.namespace,
+                            importpaths=sorted(pending.import_paths),
+                            save_to_ready_seconds=round(latency, 3))
+
+    def _refresh_pod_counts(self) -> None:
+        if self.watch is None:
+            return
+        for ip, slots in list(self.slots.items()):
+            ready = desired = 0
+            for workload in {s.workload for s in slots}:
+                status = self.watch.status(workload)
+                if status is not None:
+                    ready += status.ready
+                    desired += status.desired
+            row = self.dashboard.row(ip)
+            if (row.ready, row.desired) != (ready, desired):
+                self.dashboard.update(ip, ready=ready, desired=desired)
+
+    def _workload_gone(self, workload: WorkloadRef) -> None:
+        path = self.workload_file.get(workload)
+        self.dashboard.emit("deleted", f"{workload} is gone: applying "
+                            f"{path.name if path else 'its file'} again")
+        if path is not None:
+            self._reapply([path], time.monotonic())
+
+    # ================================================================ failures
+
+    def _warn(self, message: str) -> None:
+        self.dashboard.emit("warning", message)
+
+    def _build_failed(self, images: set[str], exc: BuildError) -> None:
+        self.failed_builds |= images
+        for ip in images:
+            self.dashboard.update(ip, state=FAILED, message="build failed")
+        self.dashboard.set_error(exc.output or exc.message)
+        self.dashboard.emit("compile-error", exc.message, output=exc.output or "",
+                            images=sorted(images))
+
+    def _schedule_retry(self, images: set[str], files: set[Path], exc: BaseException) -> None:
+        self.retry_images |= images
+        self.retry_files |= files
+        self.retry_at = time.monotonic() + self.backoff
+        for ip in images:
+            self.dashboard.update(ip, state=FAILED, message=str(exc))
+        self.dashboard.emit("retry", f"{exc}: retrying in {self.backoff:.1f}s "
+                            "(the last good image stays deployed)",
+                            images=sorted(images), retry_seconds=self.backoff)
+        self.backoff = min(self.backoff * 2, MAX_BACKOFF_SECONDS)
+
+    def _retry_due(self) -> bool:
+        return self.retry_at is not None and time.monotonic() >= self.retry_at
+
+    def _until_retry(self) -> float | None:
+        if self.retry_at is None:
+            self.backoff = 0.5
+            return None
+        return max(0.0, self.retry_at - time.monotonic())
+
+    def _cleanup(self) -> None:
+        from kodev.kube.apply import delete_objects
+
+        assert self.kube is not None
+        everything = [o for objects in self.objects.values() for o in objects]
+        delete_objects(self.kube, everything, self._report_deleted, wait=True)
+
+    def _report_deleted(self, outcome: Outcome) -> None:
+        self.dashboard.emit("deleted", outcome.line(), **outcome.json())
+
+
+def _container_slots(workload: WorkloadRef, data: Mapping[str, Any]
+                     ) -> list[tuple[ContainerSlot, str]]:
+    spec = pod_spec(data) or {}
+    slots = []
+    for key, init in (("initContainers", True), ("containers", False)):
+        for container in spec.get(key) or []:
+            slots.append((ContainerSlot(workload, str(container.get("name")), init),
+                          str(container.get("image", ""))))
+    return slots
+
+
+def _short(text: str) -> str:
+    """The last two elements of an import path or file path, for messages."""
+    parts = text.rstrip("/").split("/")
+    return "/".join(parts[-2:]) if len(parts) > 2 else text

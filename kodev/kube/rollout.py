@@ -1,0 +1,317 @@
+"""Hot-swap images in running workloads and follow their rollouts with the watch API.
+
+A swap is a strategic-merge patch of exactly the ``image`` of the named containers
+(containers and init containers merge by name), so nothing else in the live object moves
+and the manifests are not re-applied. :class:`WorkloadWatch` keeps the latest state of
+every workload kodev manages and of their Pods, from ``watch`` streams (no polling), and
+tells its listener when something changed; :func:`rollout_status` decides from that
+state whether a rollout is complete, still going, or stuck (and why).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kodev.kube.client import Cluster, api_errors, is_not_found
+from kodev.kube.selector import LabelSelector, Requirement
+
+ROLLABLE_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+_PLURAL = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set"}
+POD_PROBLEMS = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName",
+                "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+
+
+@dataclass(frozen=True)
+class WorkloadRef:
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.lower()}/{self.name}"
+
+
+@dataclass(frozen=True)
+class ContainerSlot:
+    """A container of a workload that runs an image kodev builds."""
+
+    workload: WorkloadRef
+    container: str
+    init: bool = False
+
+
+@dataclass(frozen=True)
+class RolloutStatus:
+    done: bool
+    ready: int
+    desired: int
+    problem: str | None = None  # why the rollout cannot finish, when it cannot
+    message: str = ""
+
+
+# --------------------------------------------------------------------------- patching
+
+
+def image_patch(images: Mapping[ContainerSlot, str]) -> dict[str, Any]:
+    """The strategic-merge patch that sets these containers' images and nothing else."""
+    spec: dict[str, list[dict[str, str]]] = {}
+    for slot, image in images.items():
+        key = "initContainers" if slot.init else "containers"
+        spec.setdefault(key, []).append({"name": slot.container, "image": image})
+    return {"spec": {"template": {"spec": spec}}}
+
+
+def swap_images(cluster: Cluster, workload: WorkloadRef,
+                images: Mapping[ContainerSlot, str]) -> int | None:
+    """Patch the images in; returns the workload's new ``metadata.generation``, or None
+    when the workload does not exist (deleted by hand)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    apps: Any = client.AppsV1Api(cluster.api)
+    patch = getattr(apps, f"patch_namespaced_{_PLURAL[workload.kind]}")
+    with api_errors(cluster, f"patch {workload} in namespace {workload.namespace}"):
+        try:
+            result = patch(workload.name, workload.namespace, image_patch(images),
+                           field_manager="kodev")
+        except ApiException as exc:
+            if is_not_found(exc):
+                return None
+            raise
+    return int(result.metadata.generation or 0)
+
+
+# --------------------------------------------------------------------------- status
+
+
+def rollout_status(workload: Mapping[str, Any], pods: Iterable[Mapping[str, Any]] = ()
+                   ) -> RolloutStatus:
+    """kubectl rollout status's rules for the three kinds, plus the Pods' reasons."""
+    kind = workload.get("kind", "")
+    spec = workload.get("spec") or {}
+    status = workload.get("status") or {}
+    metadata = workload.get("metadata") or {}
+    observed = int(status.get("observedGeneration") or 0) >= int(metadata.get("generation") or 0)
+    if kind == "DaemonSet":
+        desired = int(status.get("desiredNumberScheduled") or 0)
+        updated = int(status.get("updatedNumberScheduled") or 0)
+        ready = int(status.get("numberAvailable") or 0)
+        done = observed and updated >= desired and ready >= desired
+    else:
+        desired = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
+        updated = int(status.get("updatedReplicas") or 0)
+        ready = int(status.get("readyReplicas") or 0)
+        if kind == "StatefulSet":
+            same_revision = status.get("updateRevision") == status.get("currentRevision")
+            done = observed and same_revision and ready >= desired and updated >= desired
+        else:
+            total = int(status.get("replicas") or 0)
+            available = int(status.get("availableReplicas") or 0)
+            done = observed and updated >= desired and total <= updated \
+                and available >= updated
+    problem = None if done else _workload_problem(status) or pod_problem(pods)
+    return RolloutStatus(done, ready, desired, problem,
+                         f"{updated}/{desired} updated, {ready}/{desired} ready")
+
+
+def _workload_problem(status: Mapping[str, Any]) -> str | None:
+    for condition in status.get("conditions") or []:
+        if condition.get("reason") == "ProgressDeadlineExceeded":
+            return f"ProgressDeadlineExceeded: {condition.get('message', '')}".strip()
+        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+            return f"{condition.get('reason')}: {condition.get('message', '')}".strip()
+    return None
+
+
+def pod_problem(pods: Iterable[Mapping[str, Any]]) -> str | None:
+    """The first reason a Pod cannot become ready: a container stuck waiting (crash loop,
+    image pull), or the scheduler's Unschedulable, with the Pod's name and message."""
+    for pod in pods:
+        name = (pod.get("metadata") or {}).get("name", "?")
+        status = pod.get("status") or {}
+        for container in [*(status.get("initContainerStatuses") or []),
+                          *(status.get("containerStatuses") or [])]:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in POD_PROBLEMS:
+                return f"pod {name}: {waiting['reason']}: {waiting.get('message', '')}".strip()
+        for condition in status.get("conditions") or []:
+            if condition.get("type") == "PodScheduled" and condition.get("status") == "False" \
+                    and condition.get("reason") == "Unschedulable":
+                return f"pod {name}: Unschedulable: {condition.get('message', '')}".strip()
+    return None
+
+
+def selector_of(workload: Mapping[str, Any]) -> LabelSelector | None:
+    """The workload's ``spec.selector`` (matchLabels and matchExpressions)."""
+    selector = (workload.get("spec") or {}).get("selector") or {}
+    requirements = [Requirement(k, "=", (str(v),))
+                    for k, v in (selector.get("matchLabels") or {}).items()]
+    operators = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
+    for expression in selector.get("matchExpressions") or []:
+        operator = operators.get(expression.get("operator", ""))
+        if operator is None:
+            return None
+        requirements.append(Requirement(expression["key"], operator,
+                                        tuple(expression.get("values") or ())))
+    text = ",".join(f"{r.key}{r.operator}{'|'.join(r.values)}" for r in requirements)
+    return LabelSelector(text, tuple(requirements)) if requirements else None
+
+
+# --------------------------------------------------------------------------- watching
+
+
+Listener = Callable[[str, WorkloadRef | None], None]  # ("changed" | "deleted", workload)
+
+
+class WorkloadWatch:
+    """Latest state of the workloads and Pods in some namespaces, from watch streams.
+
+    One thread per (resource, namespace): list, then watch from the list's
+    resourceVersion; on any error (API server gone, 410 Gone) it waits with backoff and
+    lists again, so state converges after an outage.
+    """
+
+    def __init__(self, cluster: Cluster, namespaces: Iterable[str], listener: Listener,
+                 *, label_selector: str | None = None) -> None:
+        self.cluster = cluster
+        self.namespaces = sorted(set(namespaces))
+        self.listener = listener
+        self.label_selector = label_selector
+        self.workloads: dict[WorkloadRef, dict[str, Any]] = {}
+        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.connected = threading.Event()
+
+    def start(self) -> None:
+        for namespace in self.namespaces:
+            for kind in (*ROLLABLE_KINDS, "Pod"):
+                thread = threading.Thread(target=self._follow, args=(kind, namespace),
+                                          name=f"watch-{kind}-{namespace}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def add_namespaces(self, namespaces: Iterable[str]) -> None:
+        new = sorted(set(namespaces) - set(self.namespaces))
+        self.namespaces.extend(new)
+        for namespace in new:
+            for kind in (*ROLLABLE_KINDS, "Pod"):
+                thread = threading.Thread(target=self._follow, args=(kind, namespace),
+                                          daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def status(self, workload: WorkloadRef) -> RolloutStatus | None:
+        with self.lock:
+            data = self.workloads.get(workload)
+            if data is None:
+                return None
+            selector = selector_of(data)
+            pods = [p for (ns, _), p in self.pods.items()
+                    if ns == workload.namespace and selector is not None
+                    and selector.matches((p.get("metadata") or {}).get("labels") or {})]
+            return rollout_status(data, pods)
+
+    def generation(self, workload: WorkloadRef) -> int:
+        with self.lock:
+            data = self.workloads.get(workload) or {}
+        return int((data.get("metadata") or {}).get("generation") or 0)
+
+    # ---------------------------------------------------------------- threads
+
+    def _list_method(self, kind: str) -> Callable[..., Any]:
+        from kubernetes import client
+
+        api: Any = client.CoreV1Api(self.cluster.api) if kind == "Pod" \
+            else client.AppsV1Api(self.cluster.api)
+        name = "pod" if kind == "Pod" else _PLURAL[kind]
+        method: Callable[..., Any] = getattr(api, f"list_namespaced_{name}")
+        return method
+
+    def _follow(self, kind: str, namespace: str) -> None:
+        from kubernetes import watch as untyped_watch
+
+        watch: Any = untyped_watch
+        method = self._list_method(kind)
+        serialize = self.cluster.api.sanitize_for_serialization
+        selector = self.label_selector if kind != "Pod" else None
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                listed = method(namespace, label_selector=selector or None)
+                items = [serialize(i) for i in listed.items]
+                self._replace(kind, namespace, items)
+                version = listed.metadata.resource_version
+                stream: Any = watch.Watch()
+                backoff = 0.2
+                for event in stream.stream(method, namespace, label_selector=selector or None,
+                                           resource_version=version, timeout_seconds=240,
+                                           _request_timeout=(5, 300)):
+                    if self._stop.is_set():
+                        stream.stop()
+                        return
+                    if event["type"] == "ERROR":
+                        break
+                    self._apply_event(kind, event["type"], serialize(event["object"]))
+            except Exception:  # any failure (outage, 410 Gone): back off, list again
+                if self._stop.wait(backoff):
+                    return
+                backoff = min(backoff * 2, 5.0)
+
+    def _key(self, kind: str, data: Mapping[str, Any]) -> Any:
+        metadata = data.get("metadata") or {}
+        if kind == "Pod":
+            return (metadata.get("namespace", ""), metadata.get("name", ""))
+        return WorkloadRef(kind, metadata.get("namespace", ""), metadata.get("name", ""))
+
+    def _replace(self, kind: str, namespace: str, items: list[dict[str, Any]]) -> None:
+        deleted: list[WorkloadRef] = []
+        with self.lock:
+            store: dict[Any, dict[str, Any]] = self.pods if kind == "Pod" else self.workloads
+            old = {k for k in store if _in(kind, k, namespace)}
+            fresh = {self._key(kind, item): {**item, "kind": kind} for item in items}
+            for key in old - set(fresh):
+                del store[key]
+                if kind != "Pod":
+                    deleted.append(key)
+            store.update(fresh)
+        for workload in deleted:
+            self.listener("deleted", workload)
+        self.listener("changed", None)
+
+    def _apply_event(self, kind: str, event_type: str, data: dict[str, Any]) -> None:
+        key = self._key(kind, data)
+        with self.lock:
+            store: dict[Any, dict[str, Any]] = self.pods if kind == "Pod" else self.workloads
+            if event_type == "DELETED":
+                store.pop(key, None)
+            else:
+                store[key] = {**data, "kind": kind}
+        if event_type == "DELETED" and kind != "Pod":
+            self.listener("deleted", key)
+        else:
+            self.listener("changed", key if kind != "Pod" else None)
+
+
+def _in(kind: str, key: Any, namespace: str) -> bool:
+    if kind == "Pod":
+        return bool(key[0] == namespace)
+    return bool(key.kind == kind and key.namespace == namespace)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
+    """For tests and start-up only: poll a local condition (no API calls)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return condition()
