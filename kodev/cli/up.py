@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     )
     dashboard = Dashboard()
     loop = DevLoop(settings, dashboard)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: loop.stop())
     use_tui = not (args.no_tui or args.json) and sys.stdout.isatty() and sys.stdin.isatty()
     if args.json:
         from kodev.dev.views import JsonView

@@ -1,0 +1,191 @@
+"""``kodev up`` against the real test environment (API server + KWOK) and a real registry.
+
+Each test runs ``kodev up --json`` as a subprocess on a module with three images: alpha
+and beta share ``internal/shared``, gamma shares nothing. Edits are real file writes seen
+through inotify; results are checked in the API server and the registry.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.kodev import tool
+from tests.up.conftest import NAMES, deployment_images, edit, import_path
+
+pytestmark = pytest.mark.kube
+
+
+def _started(up: Any) -> int:
+    """Wait for the initial deploy: all three rolled out and the watcher running."""
+    up.wait_for(lambda e: e["event"] == "watching")
+    up.wait_ready(set(NAMES), 0)
+    return up.mark()
+
+
+def _digest_in_registry(reference: str) -> str:
+    repository = reference.split("@", 1)[0]
+    out = subprocess.run([tool("crane"), "digest", f"{repository}:latest"], check=True,
+                         capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def test_changes_rebuild_and_roll_exactly_the_affected_images(
+        up_module: Path, start_up: Any, kube_api: Any, kube_namespace: str,
+        kube_env: Any) -> None:
+    up = start_up(up_module, kube_env.registry)
+    since = _started(up)
+    before = deployment_images(kube_api, kube_namespace)
+    assert all("@sha256:" in before[n] for n in NAMES), before
+
+    # A change to the shared package: alpha and beta, not gamma.
+    edit(up_module / "internal/shared/shared.go", '"hello "', '"hi "')
+    up.wait_ready({"alpha", "beta"}, since)
+    builds = up.of_kind("build", since)
+    assert [sorted(b["images"]) for b in builds] == [[import_path("alpha"), import_path("beta")]]
+    after = deployment_images(kube_api, kube_namespace)
+    assert after["gamma"] == before["gamma"]
+    for name in ("alpha", "beta"):
+        assert after[name] != before[name]
+        assert after[name].split("@")[1] == _digest_in_registry(after[name])
+    assert not [e for e in up.of_kind("patched", since) if "gamma" in e["workload"]]
+
+    # A change to one main package: only that one.
+    since = up.mark()
+    edit(up_module / "cmd/gamma/main.go", '"gamma"', '"gamma v2"')
+    up.wait_ready({"gamma"}, since)
+    assert [b["images"] for b in up.of_kind("build", since)] == [[import_path("gamma")]]
+    latest = deployment_images(kube_api, kube_namespace)
+    assert latest["gamma"] != after["gamma"]
+    assert (latest["alpha"], latest["beta"]) == (after["alpha"], after["beta"])
+
+    # A comment-only change (same lines): the binary is byte-identical; nothing rolls.
+    since = up.mark()
+    edit(up_module / "internal/shared/shared.go", "is what alpha and beta print",
+         "is what both print")
+    unchanged = [up.wait_for(lambda e, n=n: e["event"] == "unchanged"
+                             and e.get("importpath") == import_path(n), since)
+                 for n in ("alpha", "beta")]
+    assert all("byte-identical" in e["message"] for e in unchanged)
+    assert not up.of_kind("patched", since) and not up.of_kind("pushed", since)
+    assert deployment_images(kube_api, kube_namespace) == latest
+
+    # Files no binary depends on: a README, a _test.go file.
+    since = up.mark()
+    (up_module / "README.md").write_text("still not a dependency\n")
+    edit(up_module / "cmd/gamma/main_test.go", "package main", "package main // edited")
+    up.wait_for(lambda e: e["event"] == "ignored", since)
+    time.sleep(1.0)
+    assert not up.of_kind("build", since)
+
+
+def test_new_import_refreshes_the_graph(up_module: Path, start_up: Any, kube_env: Any) -> None:
+    """gamma starts importing the shared package: after that, a shared change rolls it."""
+    up = start_up(up_module, kube_env.registry)
+    since = _started(up)
+    (up_module / "cmd/gamma/main.go").write_text(
+        'package main\n\nimport (\n\t"fmt"\n\n\t"example.com/uptest/internal/shared"\n)\n\n'
+        'func main() { fmt.Println(shared.Greeting("gamma")) }\n')
+    up.wait_ready({"gamma"}, since)
+    assert up.of_kind("graph", since), "an import change must re-read the package graph"
+    since = up.mark()
+    edit(up_module / "internal/shared/shared.go", '"hello "', '"hey "')
+    up.wait_ready({"alpha", "beta", "gamma"}, since)
+    assert sorted(up.of_kind("build", since)[0]["images"]) == [import_path(n) for n in NAMES]
+
+
+def test_compile_error_is_reported_and_a_fix_recovers(
+        up_module: Path, start_up: Any, kube_api: Any, kube_namespace: str,
+        kube_env: Any) -> None:
+    up = start_up(up_module, kube_env.registry)
+    since = _started(up)
+    before = deployment_images(kube_api, kube_namespace)
+    edit(up_module / "cmd/gamma/main.go", 'fmt.Println("gamma")', "fmt.Println(undefinedName)")
+    error = up.wait_for(lambda e: e["event"] == "compile-error", since)
+    assert "main.go:6" in error["output"] and "undefinedName" in error["output"]
+    assert deployment_images(kube_api, kube_namespace) == before  # last good image stays
+    assert up.process.poll() is None
+    since = up.mark()
+    edit(up_module / "cmd/gamma/main.go", "fmt.Println(undefinedName)", 'fmt.Println("fixed")')
+    up.wait_ready({"gamma"}, since)
+    assert deployment_images(kube_api, kube_namespace)["gamma"] != before["gamma"]
+
+
+def test_a_burst_of_saves_gives_at_most_two_builds(
+        up_module: Path, start_up: Any, kube_env: Any) -> None:
+    up = start_up(up_module, kube_env.registry)
+    since = _started(up)
+    main = up_module / "cmd/gamma/main.go"
+    for number in range(20):
+        main.write_text('package main\n\nimport "fmt"\n\n// main prints its name.\n'
+                        f'func main() {{ fmt.Println("gamma {number}") }}\n')
+        time.sleep(0.01)
+    up.wait_ready({"gamma"}, since)
+    time.sleep(1.5)  # let a possible second build finish
+    builds = up.of_kind("build", since)
+    assert 1 <= len(builds) <= 2, up.dump(since)
+
+
+def test_registry_restart_mid_loop_is_survived(
+        up_module: Path, start_up: Any, registry_factory: Any, kube_api: Any,
+        kube_namespace: str) -> None:
+    registry = registry_factory.create("up-restart")
+    up = start_up(up_module, registry.host)
+    since = _started(up)
+    before = deployment_images(kube_api, kube_namespace)
+    registry.stop()
+    edit(up_module / "cmd/gamma/main.go", '"gamma"', '"gamma after restart"')
+    retry = up.wait_for(lambda e: e["event"] == "retry", since)
+    assert import_path("gamma") in retry["images"]
+    assert deployment_images(kube_api, kube_namespace) == before
+    registry.start()
+    up.wait_ready({"gamma"}, since)
+    after = deployment_images(kube_api, kube_namespace)
+    assert after["gamma"] != before["gamma"]
+    assert after["gamma"].split("@")[1] == _digest_in_registry(after["gamma"])
+
+
+def test_deleted_deployment_is_applied_again(
+        up_module: Path, start_up: Any, kube_api: Any, kube_namespace: str,
+        kube_env: Any) -> None:
+    from kubernetes import client
+
+    up = start_up(up_module, kube_env.registry)
+    since = _started(up)
+    image = deployment_images(kube_api, kube_namespace)["beta"]
+    client.AppsV1Api(kube_api).delete_namespaced_deployment("beta", kube_namespace)
+    up.wait_for(lambda e: e["event"] == "deleted" and "beta" in e.get("workload", ""), since)
+    up.wait_for(lambda e: e["event"] == "applied" and e.get("name") == "beta"
+                and e.get("action") == "created", since)
+    up.wait_ready({"beta"}, since)
+    assert deployment_images(kube_api, kube_namespace)["beta"] == image
+
+
+def test_yaml_change_reapplies_only_that_file(
+        up_module: Path, start_up: Any, kube_api: Any, kube_namespace: str,
+        kube_env: Any) -> None:
+    from kubernetes import client
+
+    up = start_up(up_module, kube_env.registry)
+    since = _started(up)
+    edit(up_module / "config/beta.yaml", "replicas: 1", "replicas: 2")
+    up.wait_for(lambda e: e["event"] == "applied" and e.get("name") == "beta", since)
+    applied = {e["name"] for e in up.of_kind("applied", since)}
+    assert applied == {"beta"}
+    assert not up.of_kind("build", since)
+    deployment = client.AppsV1Api(kube_api).read_namespaced_deployment("beta", kube_namespace)
+    assert deployment.spec.replicas == 2
+    assert "@sha256:" in deployment.spec.template.spec.containers[0].image
+
+
+def test_cleanup_deletes_what_up_applied(
+        up_module: Path, start_up: Any, kube_api: Any, kube_namespace: str,
+        kube_env: Any) -> None:
+    up = start_up(up_module, kube_env.registry, extra=("--cleanup",))
+    _started(up)
+    assert up.stop() == 0
+    assert deployment_images(kube_api, kube_namespace) == {}

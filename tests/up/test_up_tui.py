@@ -1,0 +1,90 @@
+"""The full-screen TUI, driven in a pseudo-terminal and read back with pyte (a VT100
+emulator): what a developer sees, and that ``q`` quits cleanly."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+from typing import Any
+
+import pyte
+import pytest
+
+from tests.up.conftest import up_env
+
+pytestmark = pytest.mark.kube
+
+ROWS, COLUMNS = 40, 150
+
+
+class Terminal:
+    def __init__(self) -> None:
+        self.screen = pyte.Screen(COLUMNS, ROWS)
+        self.stream = pyte.ByteStream(self.screen)
+        self.master, self.slave = os.openpty()
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
+
+    def pump(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.master], [], [], 0.1)
+            if ready:
+                try:
+                    data = os.read(self.master, 65536)
+                except OSError:
+                    return
+                self.stream.feed(data)
+
+    def text(self) -> str:
+        return "\n".join(self.screen.display)
+
+    def wait_for(self, predicate: Any, timeout: float = 90.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.pump(0.3)
+            if predicate(self.text()):
+                return self.text()
+        raise AssertionError(f"screen never matched:\n{self.text()}")
+
+
+def test_tui_shows_images_states_and_quits_on_q(
+        up_module: Path, kube_env: Any, kube_namespace: str, tmp_path: Path) -> None:
+    terminal = Terminal()
+    env = {**up_env(kube_env, tmp_path / "kocache", kube_env.registry), "TERM": "xterm-256color",
+           "COLUMNS": str(COLUMNS), "LINES": str(ROWS)}
+    env.pop("NO_COLOR", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kodev", "up", "-f", "config", "-n", kube_namespace,
+         "--logs=false"],
+        cwd=up_module, env=env, stdin=terminal.slave, stdout=terminal.slave,
+        stderr=terminal.slave, start_new_session=True)
+    try:
+        screen = terminal.wait_for(lambda t: t.count(" ready") >= 3 and "watching" in t)
+        for name in ("alpha", "beta", "gamma"):
+            line = next(line for line in screen.splitlines()
+                        if f"example.com/uptest/cmd/{name}" in line)
+            assert " ready" in line and "1/1" in line, line
+        assert "save→ready" in screen and "q quit" in screen
+
+        (up_module / "cmd/gamma/main.go").write_text(
+            'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println(undefinedName) }\n')
+        screen = terminal.wait_for(lambda t: "compile error" in t and "undefinedName" in t)
+        assert "main.go:5" in screen
+        gamma = next(line for line in screen.splitlines() if "cmd/gamma" in line)
+        assert "failed" in gamma
+
+        os.write(terminal.master, b"q")
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(terminal.slave)
+        os.close(terminal.master)
