@@ -85,6 +85,7 @@ class PendingRollout:
     import_paths: set[str]
     started: float  # time.monotonic() of the save that caused it
     generation: int
+    cause: str = "the save"  # what the latency is measured from, for messages
     reported_problem: str | None = None
 
 
@@ -453,7 +454,7 @@ class DevLoop:
                     runs.add(runs_path)
             if runs:
                 with self._pending_lock:
-                    self.pending[workload] = PendingRollout(runs, started, 0)
+                    self.pending[workload] = PendingRollout(runs, started, 0, "apply")
                 for ip in runs:
                     self.dashboard.update(ip, state=ROLLING)
         if self.watch is not None:
@@ -533,13 +534,17 @@ class DevLoop:
                       latency: float) -> None:
         with self._pending_lock:
             still_rolling = {ip for p in self.pending.values() for ip in p.import_paths}
+        after_save = pending.cause == "the save"
         for ip in pending.import_paths - still_rolling:
-            self.dashboard.update(ip, state=READY, latency_seconds=latency, message="")
+            if after_save:
+                self.dashboard.update(ip, state=READY, latency_seconds=latency, message="")
+            else:
+                self.dashboard.update(ip, state=READY, message="")
+        timing = {"save_to_ready_seconds": round(latency, 3)} if after_save else {}
         self.dashboard.emit("ready", f"{workload}: rollout complete, "
-                            f"{latency:.2f}s after the save", workload=str(workload),
+                            f"{latency:.2f}s after {pending.cause}", workload=str(workload),
                             namespace=workload.namespace,
-                            importpaths=sorted(pending.import_paths),
-                            save_to_ready_seconds=round(latency, 3))
+                            importpaths=sorted(pending.import_paths), **timing)
 
     def _refresh_pod_counts(self) -> None:
         if self.watch is None:

@@ -51,7 +51,8 @@ class DashboardView:
         room = max(3, height - used - 3)
         if self.dashboard.show_logs:
             half = max(3, room // 2)
-            parts.append(Panel(Text("\n".join(logs[-half:])), title="logs", border_style="dim"))
+            parts.append(Panel(Text("\n".join(logs[-half:]), no_wrap=True, overflow="ellipsis"),
+                               title="logs", border_style="dim"))
             room = max(3, room - half - 2)
         parts.append(Panel(self._events(events[-room:]), title="events", border_style="dim"))
         parts.append(Text(" q quit   l logs " + ("on" if self.dashboard.show_logs else "off"),
@@ -72,12 +73,13 @@ class DashboardView:
         return table
 
     def _events(self, events: list[Any]) -> Text:
-        text = Text()
+        text = Text(no_wrap=True, overflow="ellipsis")  # one line per event, newest last
         for event in events:
             stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
             text.append(f"{stamp} ", style="dim")
             text.append(f"{event.kind:<13}", style=_EVENT_STYLE.get(event.kind, ""))
             text.append(f" {event.message}\n")
+        text.rstrip()
         return text
 
 

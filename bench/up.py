@@ -1,0 +1,181 @@
+"""Benchmark ``kodev up``: from a file save to (a) the Deployment patched with the new
+digest and (b) the rollout complete, against ``go build`` of the same change (the floor).
+Also kodev up's resident memory and CPU while it sits watching.
+
+Needs the test environment (``make testenv-up``; this script starts it if needed). Each
+run changes one line of examples/demo's cmd/web (only web is affected). The floor builds
+an equal change in a second copy of the module (another marker, so neither run gets the
+other's build cache). Results: a table on stdout and bench/results/up.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "examples" / "demo"
+MAIN = "cmd/web/main.go"
+
+
+def testenv() -> dict[str, str]:
+    subprocess.run([str(REPO / "tests/testenv/up.sh")], check=True, stdout=subprocess.DEVNULL)
+    env = dict(os.environ)
+    for line in (REPO / ".testenv/env").read_text().splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            env[key] = value
+    return env
+
+
+def copy_demo(root: Path, name: str) -> Path:
+    target = root / name
+    shutil.copytree(DEMO, target)
+    subprocess.run(["git", "init", "-q", str(target)], check=True)
+    return target
+
+
+def set_marker(module: Path, marker: str) -> None:
+    """A one-line change to a string web prints."""
+    path = module / MAIN
+    text = re.sub(r'fmt\.Println\("motd[^"]*:"', f'fmt.Println("motd {marker}:"', path.read_text())
+    path.write_text(text)
+
+
+def floor_build(module: Path, marker: str, env: dict[str, str]) -> float:
+    set_marker(module, marker)
+    began = time.perf_counter()
+    subprocess.run(["go", "build", "-trimpath", "-o", str(module / "web.bin"), "./cmd/web"],
+                   cwd=module, env={**env, "CGO_ENABLED": "0"}, check=True)
+    return time.perf_counter() - began
+
+
+class Up:
+    def __init__(self, module: Path, namespace: str, env: dict[str, str]) -> None:
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kodev", "up", "-f", "config", "-n", namespace, "--json",
+             "--logs=false"], cwd=module, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.events.put(json.loads(line))
+
+    def wait(self, kind: str, workload: str | None = None, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            event = self.events.get(timeout=max(0.1, deadline - time.monotonic()))
+            if event["event"] == "compile-error":
+                raise RuntimeError(event["output"])
+            if event["event"] == kind and (workload is None or event.get("workload") == workload):
+                return event
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    env = testenv()
+    env["NO_COLOR"] = "1"
+    namespace = f"kodev-bench-{os.getpid()}"
+    with tempfile.TemporaryDirectory(prefix="kodev-bench-up-") as scratch:
+        root = Path(scratch)
+        watched, floor = copy_demo(root, "watched"), copy_demo(root, "floor")
+        env["KOCACHE"] = str(root / "kocache")
+        _namespace(env, namespace, create=True)
+        up = Up(watched, namespace, env)
+        try:
+            up.wait("watching")
+            up.wait("ready", "deployment/web")
+            floor_build(floor, "warm-up", env)
+            samples: dict[str, list[float]] = {"floor": [], "patched": [], "ready": []}
+            for run in range(args.runs):
+                samples["floor"].append(floor_build(floor, f"floor-{run}", env))
+                time.sleep(0.5)
+                saved = time.time()
+                set_marker(watched, f"up-{run}")
+                patched = up.wait("patched", "deployment/web")
+                ready = up.wait("ready", "deployment/web")
+                samples["patched"].append(patched["time"] - saved)
+                samples["ready"].append(ready["time"] - saved)
+                time.sleep(1.0)
+            before = cpu_seconds(up.process.pid)
+            time.sleep(args.idle_seconds)
+            idle_cpu = (cpu_seconds(up.process.pid) - before) / args.idle_seconds * 100
+            memory = rss_mb(up.process.pid)
+        finally:
+            up.stop()
+            _namespace(env, namespace, create=False)
+    report(samples, idle_cpu, memory, args.runs)
+    return 0
+
+
+def _namespace(env: dict[str, str], name: str, *, create: bool) -> None:
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(config_file=env["KUBECONFIG"])
+    core = client.CoreV1Api(api)
+    if create:
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    else:
+        core.delete_namespace(name)
+
+
+def report(samples: dict[str, list[float]], idle_cpu: float, memory: float, runs: int) -> None:
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    results = {
+        "runs": runs,
+        "median_seconds": {k: round(v, 3) for k, v in med.items()},
+        "samples": {k: [round(x, 3) for x in v] for k, v in samples.items()},
+        "patched_minus_floor": round(med["patched"] - med["floor"], 3),
+        "ready_minus_patched": round(med["ready"] - med["patched"], 3),
+        "idle_cpu_percent": round(idle_cpu, 2),
+        "rss_mb": round(memory, 1),
+    }
+    out = REPO / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "up.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"kodev up, median of {runs} (seconds)")
+    print(f"  go build of the change (floor)      {med['floor']:.3f}")
+    print(f"  (a) save -> Deployment patched      {med['patched']:.3f}   "
+          f"floor + {results['patched_minus_floor']:.3f}  (target <= 0.300)")
+    print(f"  (b) save -> rollout complete        {med['ready']:.3f}   "
+          f"(a) + {results['ready_minus_patched']:.3f}  (target <= 1.500)")
+    print(f"  resident memory while watching      {memory:.0f} MB  (target < 150)")
+    print(f"  CPU while idle                      {idle_cpu:.2f} %")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
