@@ -12,7 +12,11 @@ export PATH := $(TOOLS_BIN):$(PATH)
 testenv-build:
 	tests/testenv/build.sh
 
-.PHONY: testenv-build help deps apt-deps py-deps go-tools lint unit test test-only demo bench testenv-up testenv-down clean
+# The real Skaffold CLI for tests/skaffold (built from its Go module, cached; ~6 min once).
+skaffold:
+	@tests/skaffold/build.sh >/dev/null
+
+.PHONY: skaffold testenv-build help deps apt-deps py-deps go-tools lint unit test test-only demo bench testenv-up testenv-down clean
 
 help:
 	@echo "make demo   build the example app, push it to a local registry, run it (runc) and deploy it"
@@ -49,7 +53,7 @@ testenv-down:
 unit: deps
 	$(PYTHON) -m pytest -m "not kube" -q
 
-test: deps lint
+test: deps lint skaffold
 	@set -e; out=$$(tests/testenv/up.sh 2>&1) || { echo "$$out"; exit 1; }; echo "$$out"; \
 	started=1; case "$$out" in *"already running"*) started=0;; esac; \
 	status=0; $(PYTHON) -m pytest -q -rs || status=$$?; \

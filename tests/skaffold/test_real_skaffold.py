@@ -1,0 +1,103 @@
+"""Real Skaffold (built from its Go module by tests/skaffold/build.sh, `make skaffold`)
+driving kodev as its custom builder on the example app, against a real registry."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.fixtures.kodev import REPO_ROOT, crane
+
+BUILD_SCRIPT = REPO_ROOT / "tests" / "skaffold" / "build.sh"
+EXAMPLE = REPO_ROOT / "skaffold-plugin" / "skaffold.yaml"
+WEB = "example.com/kodev-demo/cmd/web"
+WORKER = "example.com/kodev-demo/cmd/worker"
+
+pytestmark = [pytest.mark.registry, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def skaffold_bin() -> str:
+    check = subprocess.run([str(BUILD_SCRIPT), "--check"], check=False)
+    if check.returncode != 0:
+        pytest.skip("Skaffold is not built yet: run `make skaffold` (builds "
+                    "github.com/GoogleContainerTools/skaffold/v2 from the module proxy)")
+    path = subprocess.run([str(BUILD_SCRIPT), "--print"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+    return path
+
+
+def skaffold(skaffold_bin: str, cwd: Path, env: dict[str, str], *args: str
+             ) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([skaffold_bin, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, f"skaffold {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def test_skaffold_build_pushes_what_it_records(
+    skaffold_bin: str, demo_module: Path, hook_env: dict[str, str], registry, tmp_path: Path
+) -> None:
+    shutil.copy(EXAMPLE, demo_module / "skaffold.yaml")
+    env = {**hook_env, "SKAFFOLD_UPDATE_CHECK": "false",
+           "KUBECONFIG": str(tmp_path / "no-kubeconfig")}
+    out = tmp_path / "out.json"
+    default_repo = f"{registry.host}/sk"
+    skaffold(skaffold_bin, demo_module, env, "build", "--push", f"--default-repo={default_repo}",
+             "--cache-artifacts=false", f"--file-output={out}", "--interactive=false")
+
+    builds = {b["imageName"]: b["tag"] for b in json.loads(out.read_text())["builds"]}
+    assert set(builds) == {f"ko://{WEB}", f"ko://{WORKER}"}
+    for name, recorded in builds.items():
+        tagged, digest = recorded.split("@")
+        # Skaffold's default-repo rewrite of ko://example.com/kodev-demo/cmd/<name>
+        assert tagged.startswith(f"{default_repo}/{name[5:].replace('.', '_').replace('/', '_')}:")
+        assert crane("digest", tagged).strip() == digest  # the tag Skaffold recorded
+        crane("validate", "--remote", tagged)
+    web_config = json.loads(crane("config", builds[f"ko://{WEB}"].split("@")[0]))
+    assert web_config["config"]["Entrypoint"] == ["/ko-app/web"]
+
+    # The manifests keep image: ko://...; Skaffold replaces them with what it built.
+    rendered = tmp_path / "rendered.yaml"
+    skaffold(skaffold_bin, demo_module, env, "render", "--offline", f"--build-artifacts={out}",
+             "--digest-source=none", f"--output={rendered}")
+    images = [doc["spec"]["template"]["spec"]["containers"][0]["image"]
+              for doc in yaml.safe_load_all(rendered.read_text()) if doc]
+    assert sorted(images) == sorted(builds.values())
+
+
+
+def test_skaffold_rebuilds_only_the_image_an_edit_can_change(
+    skaffold_bin: str, demo_module: Path, hook_env: dict[str, str], registry, tmp_path: Path
+) -> None:
+    """kodev's deps feed Skaffold's artifact cache key: after an edit to the worker's
+    main.go only the worker is built again; the web image is found in the cache."""
+    shutil.copy(EXAMPLE, demo_module / "skaffold.yaml")
+    env = {**hook_env, "SKAFFOLD_UPDATE_CHECK": "false",
+           "KUBECONFIG": str(tmp_path / "no-kubeconfig")}
+
+    def build(name: str) -> tuple[dict[str, str], str]:
+        out = tmp_path / f"{name}.json"
+        proc = skaffold(skaffold_bin, demo_module, env, "build", "--push",
+                        f"--default-repo={registry.host}/loop", f"--file-output={out}",
+                        f"--cache-file={tmp_path / 'skaffold-cache'}", "--interactive=false")
+        tags = {b["imageName"]: b["tag"] for b in json.loads(out.read_text())["builds"]}
+        return tags, proc.stdout + proc.stderr
+
+    first, _ = build("first")
+    (demo_module / "NOTES.md").write_text("not a dependency of any image\n")
+    unchanged, log = build("unchanged")
+    assert unchanged == first
+    assert "Building [" not in log, log  # everything came from Skaffold's cache
+
+    worker = demo_module / "cmd" / "worker" / "main.go"
+    worker.write_text(worker.read_text().replace("worker", "worker (edited)", 1))
+    second, log = build("second")
+    assert second[f"ko://{WEB}"] == first[f"ko://{WEB}"]
+    assert second[f"ko://{WORKER}"] != first[f"ko://{WORKER}"]
+    assert f"Building [ko://{WORKER}]" in log and f"Building [ko://{WEB}]" not in log, log
