@@ -6,7 +6,7 @@ export GOTOOLCHAIN ?= local
 export GOFLAGS ?= -mod=mod
 TOOLS_BIN := $(HOME)/.cache/kodev/tools/bin
 CRANE_VERSION := v0.21.9
-APT_PACKAGES := docker-registry skopeo umoci runc apache2-utils openssl
+APT_PACKAGES := docker-registry skopeo umoci runc apache2-utils openssl zsh fish
 export PATH := $(TOOLS_BIN):$(PATH)
 
 testenv-build:

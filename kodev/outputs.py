@@ -75,7 +75,7 @@ class Outputs:
         return results
 
     def _docker_repo(self) -> str:
-        repo = self.pipeline.environ.get("KO_DOCKER_REPO", "").strip()
+        repo = (self.options.docker_repo or self.pipeline.environ.get("KO_DOCKER_REPO", "")).strip()
         if repo:
             return repo
         if self.options.push:

@@ -35,6 +35,7 @@ from kodev.golang.fingerprint import (
     package_json,
     request_key,
 )
+from kodev.golang.graph import PackageGraph, load_graph
 from kodev.golang.packages import GoPackage, go_binary, run_go_list, select_main_packages
 from kodev.oci.base import BaseImage, BaseLoader
 from kodev.oci.image import AppLayers, Image, Index, append_app_layers
@@ -300,6 +301,33 @@ class Pipeline:
                         for (ip, platform), b in binaries.items()
                     },
                 )
+        return self._assemble_all(targets, binaries)
+
+    def plan_graph(self, patterns: Sequence[str]) -> tuple[list[Target], PackageGraph]:
+        """Plan, and keep the dependency graph: for callers that decide themselves what
+        needs rebuilding (``kodev up``). One ``go list -deps`` for everything."""
+        targets, listed = self._plan(patterns, with_deps=True)
+        graph = PackageGraph(
+            mains={t.pattern: t.package for t in targets},
+            packages={p.import_path: p for p in listed},
+            config_files=(self.config.path,) if self.config.path else (),
+        )
+        missing = [t for t in targets if t.import_path not in graph.packages]
+        for target in missing:  # .ko.yaml builds in another module: listed on their own
+            module_dir = target.package.module_dir or target.package.dir
+            other = load_graph([target.import_path], workdir=module_dir, environ=self.environ)
+            graph.packages.update(other.packages)
+        return targets, graph
+
+    def rebuild(self, targets: Sequence[Target]) -> list[Built]:
+        """Compile and assemble already planned targets: no ``go list``, no fingerprint.
+        ``go build`` itself decides what is stale (its build cache)."""
+        self._load_bases(targets)
+        return self._assemble_all(targets, self._compile(targets))
+
+    def _assemble_all(
+        self, targets: Sequence[Target], binaries: Mapping[tuple[str, Platform], BuiltBinary]
+    ) -> list[Built]:
         built = []
         for target in targets:
             per_platform = {
@@ -409,7 +437,8 @@ class Pipeline:
         if not base.is_index:
             return images[0]
         extras = [
-            {k: v for k, v in desc.items() if k in ("urls", "annotations")}
+            # ko keeps each base descriptor's platform as it is (os.version, os.features).
+            {k: v for k, v in desc.items() if k in ("urls", "annotations", "platform")}
             for desc in base.descriptors
         ]
         return Index(

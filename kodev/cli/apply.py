@@ -46,17 +46,25 @@ def reporter(as_json: bool) -> tuple[list[dict[str, Any]], Callable[[Outcome], N
 
 
 def run(args: argparse.Namespace) -> int:
-    from kodev.kube.apply import apply_objects, mark, objects_from_documents
+    return resolve_and_apply(args, create=False)
+
+
+def resolve_and_apply(args: argparse.Namespace, *, create: bool) -> int:
+    """``kodev apply`` (server-side apply) and ``kodev create`` (every object must be new)."""
+    from kodev.kube.apply import apply_objects, mark, objects_from_documents, refuse_existing
 
     selections = load_selections(args)
     unresolved = objects_from_documents(d for docs in render_documents(selections, {})
                                         for d in docs)
     if not unresolved:
-        raise UsageError("no objects passed to apply", hint="check -f and -l")
+        verb = "create" if create else "apply"
+        raise UsageError(f"no objects passed to {verb}", hint="check -f and -l")
     records, report = reporter(args.json)
     with connected(args) as kube:
         # Kinds are checked before the (slow) build, and again on the resolved objects.
         kube.validate(unresolved)
+        if create:  # fail before the build, and again just before creating
+            refuse_existing(kube, unresolved)
         published = publish_references(args, [r for s in selections for r in s.refs])
         rendered = render_documents(selections, references_by_path(published))
         objects = objects_from_documents(d for docs in rendered for d in docs)
@@ -64,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         import_path_of = {result.reference: result.import_path for result in published}
         for obj in objects:
             mark(obj, import_path_of)
-        apply_objects(kube, objects, report)
+        apply_objects(kube, objects, report, create=create)
     if args.json:
         print(json.dumps(records, indent=2))
     return 0

@@ -80,16 +80,22 @@ def result_json(result: Published) -> dict[str, object]:
     }
 
 
-def run(args: argparse.Namespace) -> int:
+def publish_patterns(args: argparse.Namespace, patterns: list[str],
+                     options: PublishOptions | None = None) -> list[Published]:
+    """Build and publish ``patterns`` with progress on stderr (build, run)."""
     from kodev.cli.progress import ProgressPrinter
 
-    options = options_from_args(args)
+    options = options or options_from_args(args)
     with ProgressPrinter() as printer:
         pipeline = Pipeline(options, on_event=printer)
         try:
-            results = pipeline.publish(args.importpaths or ["."])
+            return pipeline.publish(patterns)
         finally:
             pipeline.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    results = publish_patterns(args, args.importpaths or ["."])
     if args.json:
         print(json.dumps([result_json(r) for r in results], indent=2))
     else:

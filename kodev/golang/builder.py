@@ -16,7 +16,7 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -91,19 +91,30 @@ class GoBuilder:
         requests: Sequence[tuple[GoPackage, BuildConfig | None, Sequence[Platform]]],
         workdir: Path,
     ) -> dict[tuple[str, Platform], BuiltBinary]:
-        """Build each package for its platforms; returns binaries keyed by (path, platform)."""
+        """Build each package for its platforms; returns binaries keyed by (path, platform).
+
+        Platforms that differ only in ``os.version`` (Windows Server 2019 and 2022 bases)
+        share one binary: Go knows no OS version, so they are compiled once.
+        """
+        compiled = [(pkg, build, {replace(p, os_version="") for p in platforms})
+                    for pkg, build, platforms in requests]
         jobs = []
-        for platform in sorted({p for _, _, platforms in requests for p in platforms}):
-            wanted = [(pkg, build) for pkg, build, platforms in requests if platform in platforms]
+        for platform in sorted({p for _, _, platforms in compiled for p in platforms}):
+            wanted = [(pkg, build) for pkg, build, platforms in compiled if platform in platforms]
             for settings, group in self._groups(wanted, platform, workdir).items():
                 jobs.append((settings, platform, group))
         workers = self.options.jobs or min(len(jobs), os.cpu_count() or 1) or 1
-        results: dict[tuple[str, Platform], BuiltBinary] = {}
+        built: dict[tuple[str, Platform], BuiltBinary] = {}
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             futures = [pool.submit(self._run_group, s, p, g) for s, p, g in jobs]
             for future in futures:
-                results.update(future.result())
-        return results
+                built.update(future.result())
+        return {
+            (pkg.import_path, p): replace(
+                built[(pkg.import_path, replace(p, os_version=""))], platform=p)
+            for pkg, _, platforms in requests
+            for p in platforms
+        }
 
     def _groups(
         self,

@@ -320,6 +320,25 @@ class Kube:
                 raise
         return str(applied.metadata.resourceVersion)
 
+    def create(self, obj: KubeObject, *, dry_run: bool = False) -> str:
+        """POST ``obj``; an object that appeared since the existence check is an error."""
+        from kubernetes.client.exceptions import ApiException
+
+        with api_errors(self.cluster, self._action("create", obj)):
+            try:
+                created = self.dynamic.create(
+                    obj.resource, body=obj.data, namespace=obj.namespace,
+                    field_manager=FIELD_MANAGER, dry_run="All" if dry_run else None)
+            except ApiException as exc:
+                if exc.status == 409:
+                    raise KubeError(f"{obj.source}: {obj.display} already exists",
+                                    hint="use kodev apply to update it") from exc
+                if exc.status in (400, 422):
+                    raise UsageError(f"{obj.source}: {obj.display}: the API server "
+                                     f"rejected it: {status_message(exc)}") from exc
+                raise
+        return str(created.metadata.resourceVersion)
+
     def delete(self, obj: KubeObject) -> bool:
         """Delete ``obj`` (dependents in the background); False when it was not there."""
         if obj.resource is None:
@@ -355,10 +374,18 @@ class Kube:
 # --------------------------------------------------------------------------- apply / delete
 
 
-def apply_objects(kube: Kube, objects: Sequence[KubeObject], report: Report) -> list[Outcome]:
-    """Apply ``objects`` (already validated and marked) in dependency order."""
+def apply_objects(kube: Kube, objects: Sequence[KubeObject], report: Report, *,
+                  create: bool = False) -> list[Outcome]:
+    """Apply ``objects`` (already validated and marked) in dependency order.
+
+    ``create``: ``kodev create``; every object must be new. All are checked (and dry-run
+    created) before the first is created, so an existing one stops the run with nothing
+    half-created.
+    """
     ordered = apply_order(objects)
-    preflight(kube, ordered)
+    if create:
+        refuse_existing(kube, ordered)
+    preflight(kube, ordered, create=create)
     outcomes = []
     crds_applied = False
     for obj in ordered:
@@ -370,7 +397,9 @@ def apply_objects(kube: Kube, objects: Sequence[KubeObject], report: Report) -> 
             if obj.resource is None:
                 raise KubeError(f"{obj.source}: kind {obj.kind} ({obj.api_version}) is still "
                                 "not served after its CustomResourceDefinition was applied")
-        outcome = Outcome(obj, _apply_one(kube, obj))
+        if create:
+            kube.create(obj)
+        outcome = Outcome(obj, "created" if create else _apply_one(kube, obj))
         report(outcome)
         outcomes.append(outcome)
         if _is_crd(obj):
@@ -380,7 +409,7 @@ def apply_objects(kube: Kube, objects: Sequence[KubeObject], report: Report) -> 
     return outcomes
 
 
-def preflight(kube: Kube, objects: Sequence[KubeObject]) -> None:
+def preflight(kube: Kube, objects: Sequence[KubeObject], *, create: bool = False) -> None:
     """Dry-run every object the server can check now; a rejection stops before any change.
 
     Skipped: kinds whose CRD is in the input, and objects in namespaces the input creates
@@ -390,7 +419,24 @@ def preflight(kube: Kube, objects: Sequence[KubeObject]) -> None:
     for obj in objects:
         if obj.resource is None or obj.namespace in new_namespaces:
             continue
-        kube.server_side_apply(obj, dry_run=True)
+        if create:
+            kube.create(obj, dry_run=True)
+        else:
+            kube.server_side_apply(obj, dry_run=True)
+
+
+def refuse_existing(kube: Kube, objects: Sequence[KubeObject]) -> None:
+    """``kodev create``: name every object that already exists, before anything is created.
+
+    Kinds whose CRD is in the input are not served yet, so none of them can exist."""
+    existing = [o for o in objects
+                if o.resource is not None and kube.resource_version(o) is not None]
+    if existing:
+        names = ", ".join(f"{o.display}" + (f" in namespace {o.namespace}" if o.namespace
+                                            else "") for o in existing)
+        raise KubeError(f"{len(existing)} object(s) already exist: {names}; nothing was "
+                        "created", hint="use kodev apply to update existing objects, or "
+                        "kodev delete them first")
 
 
 def _apply_one(kube: Kube, obj: KubeObject) -> str:
@@ -421,4 +467,4 @@ def delete_objects(kube: Kube, objects: Sequence[KubeObject], report: Report, *,
 
 
 __all__ = ["Kube", "KubeObject", "Outcome", "apply_objects", "delete_objects", "mark",
-           "objects_from_documents"]
+           "objects_from_documents", "refuse_existing"]

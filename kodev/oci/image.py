@@ -185,9 +185,13 @@ def append_app_layers(base: Image, app: AppLayers, annotations: dict[str, str]) 
 
 
 def _with_path(env: list[str], app_dir: str, windows: bool) -> list[str]:
+    """Append ``app_dir`` to PATH, or set it. Windows separates entries with ``;`` and its
+    variable names are case-insensitive (``Path=``); ko uses ``:`` there, which Windows
+    would read as part of the last directory's name."""
     separator = ";" if windows else ":"
     for position, entry in enumerate(env):
-        if entry.startswith("PATH="):
+        name = entry.split("=", 1)[0]
+        if name == "PATH" or (windows and name.upper() == "PATH"):
             env[position] = f"{entry}{separator}{app_dir}"
             return env
     env.append(f"PATH={app_dir}")

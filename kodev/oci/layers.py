@@ -36,6 +36,10 @@ _LEVEL = 1
 
 # Windows layers mark every file with this security descriptor (ko, pkg/build/layer.go).
 WINDOWS_RAWSD = "AQAAgBQAAAAkAAAAAAAAAAAAAAABAgAAAAAABSAAAAAhAgAAAQIAAAAAAAUgAAAAIQIAAA=="
+WINDOWS_FILE_PAX = {"MSWINDOWS.rawsd": WINDOWS_RAWSD}
+# A Windows layer keeps registry hives in Hives/ and the file system under Files/; like ko,
+# directories are plain 0555 entries and only files carry the security descriptor.
+WINDOWS_ROOT_DIRS = ("Hives", "Files")
 
 
 @dataclass(frozen=True)
@@ -174,10 +178,9 @@ def binary_layer_tar(
     """The application layer: ``/ko-app/<name>`` (mode 0555), or the Windows layout."""
     tar = TarBuilder(mtime)
     if windows:
-        rawsd = {"MSWINDOWS.rawsd": WINDOWS_RAWSD}
-        for directory in ("Hives", "Files", "Files/ko-app"):
-            tar.add_dir(directory, 0o555, rawsd)
-        tar.add_file_from(f"Files/ko-app/{name}", binary, 0o555, rawsd)
+        for directory in (*WINDOWS_ROOT_DIRS, "Files/ko-app"):
+            tar.add_dir(directory, 0o555)
+        tar.add_file_from(f"Files/ko-app/{name}", binary, 0o555, WINDOWS_FILE_PAX)
         return tar.finish()
     pax = None
     if capability_xattr is not None:
@@ -196,17 +199,20 @@ def kodata_layer_tar(
     or ``KO_DATA_PATH_ALLOWED_ROOT``); a link that escapes it is an error, not a silent copy.
     """
     tar = TarBuilder(mtime)
-    prefix = "Files/var/run/ko" if windows else "var/run/ko"
-    pax = {"MSWINDOWS.rawsd": WINDOWS_RAWSD} if windows else None
-    parents = ["Files", "Files/var", "Files/var/run"] if windows else ["var", "var/run"]
-    for parent in parents:
-        tar.add_dir(parent, 0o755, pax)
-    tar.add_dir(prefix, 0o555, pax)
+    if windows:
+        prefix, pax = "Files/var/run/ko", WINDOWS_FILE_PAX
+        for directory in (*WINDOWS_ROOT_DIRS, "Files/var", "Files/var/run", prefix):
+            tar.add_dir(directory, 0o555)
+    else:
+        prefix, pax = "var/run/ko", None
+        for parent in ("var", "var/run"):
+            tar.add_dir(parent, 0o755)
+        tar.add_dir(prefix, 0o555)
     if kodata.is_dir():
         root = allowed_root.resolve()
         for rel, path in _walk_kodata(kodata, root, windows=windows):
             if path.is_dir():
-                tar.add_dir(f"{prefix}/{rel}", 0o555, pax)
+                tar.add_dir(f"{prefix}/{rel}", 0o555)
             else:
                 tar.add_file_from(f"{prefix}/{rel}", path, 0o555, pax)
     return tar.finish()

@@ -81,14 +81,22 @@ class Platform:
     def matches(self, wanted: Platform) -> bool:
         """Does this (base) platform satisfy ``wanted``? Empty fields in ``wanted`` match anything.
 
-        Windows ``os.version`` matches by prefix (a requested ``10.0.20348`` matches the
-        base's ``10.0.20348.2582``), like ko.
+        ``os.version`` must be equal, except on Windows where a requested ``X.Y.Z``
+        matches a base's ``X.Y.Z.N`` (any build number), as ko does: ``10.0.20348``
+        matches ``10.0.20348.2582`` but ``10.0.2`` matches nothing.
         """
         if wanted.os != self.os or wanted.architecture != self.architecture:
             return False
         if wanted.variant and wanted.variant != self._normalized_variant():
             return False
-        return not wanted.os_version or self.os_version.startswith(wanted.os_version)
+        if not wanted.os_version or wanted.os_version == self.os_version:
+            return True
+        return (
+            self.os == "windows"
+            and wanted.os_version.count(".") == 2
+            and self.os_version.count(".") == 3
+            and self.os_version.rsplit(".", 1)[0] == wanted.os_version
+        )
 
     def _normalized_variant(self) -> str:
         if not self.variant and self.architecture == "arm64":

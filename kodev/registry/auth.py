@@ -218,6 +218,19 @@ def _parse_helper_output(program: str, registry: str, stdout: str) -> Credential
     return Credentials(username=username or None, password=secret)
 
 
+def docker_config_path(env: Mapping[str, str]) -> Path:
+    """docker's own file: ``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``."""
+    docker_dir = env.get("DOCKER_CONFIG")
+    if docker_dir:
+        return Path(docker_dir) / "config.json"
+    return Path(env.get("HOME") or Path.home()) / ".docker" / "config.json"
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """A docker config file as a dict ({} when missing or empty); ConfigError if invalid."""
+    return _load_config_file(path)
+
+
 class Keychain:
     """Resolves credentials for a registry host from the user's auth files.
 
@@ -238,11 +251,7 @@ class Keychain:
         files: list[Path] = []
         if env.get("REGISTRY_AUTH_FILE"):
             files.append(Path(env["REGISTRY_AUTH_FILE"]))
-        docker_dir = env.get("DOCKER_CONFIG")
-        if docker_dir:
-            files.append(Path(docker_dir) / "config.json")
-        else:
-            files.append(Path(env.get("HOME") or Path.home()) / ".docker" / "config.json")
+        files.append(docker_config_path(env))
         return files
 
     def resolve(self, registry: str) -> Credentials | None:
@@ -272,6 +281,17 @@ class Keychain:
         if store:
             return run_credential_helper(str(store), registry, path)
         return None
+
+
+class StaticKeychain(Keychain):
+    """Always the same credentials: ``kodev login`` checks them before storing them."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def resolve(self, registry: str) -> Credentials | None:
+        return self._credentials
 
 
 # --------------------------------------------------------------------------- challenges

@@ -250,6 +250,13 @@ class RegistryClient:
     ) -> None:
         self.close()
 
+    def ping(self) -> None:
+        """``GET /v2/`` with the keychain's credentials (a token with no scope on a Bearer
+        registry), as ``docker login`` checks them; RegistryUnauthorized if refused."""
+        what = "GET /v2/"
+        response = self._call("GET", f"{self.base_url}/v2/", what)
+        self._raise_for_status(response, what)
+
     # ------------------------------------------------------------------ manifests
 
     def get_manifest(

@@ -1,0 +1,254 @@
+"""``kodev run``: one Pod running one image once, attached to its logs, removed after.
+
+What ``kubectl run --rm --attach --restart=Never`` does for ``ko run``, through the API:
+
+1. create the Pod (``restartPolicy: Never``; label ``run=<name>`` like kubectl, plus
+   kodev's managed-by label and import path annotation);
+2. watch it until its container runs (or ends); a container that cannot start (image
+   pull, bad config) is an error, and so is not starting within ``--timeout``;
+3. follow the container's log to stdout while watching until the container terminates;
+4. delete the Pod, also after an error or Ctrl-C / SIGTERM, and return the container's
+   exit code.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+from typing import IO, Any
+
+from kodev.errors import KubeError, UsageError
+from kodev.kube.apply import KubeObject, mark
+from kodev.kube.client import Cluster, api_errors, is_not_found, status_message
+
+WATCH_SECONDS = 60  # one watch request; it is re-opened until the Pod is done
+LOG_DRAIN_SECONDS = 2.0  # after the container ended, how long the log stream may still talk
+LOG_CHUNK_BYTES = 4096
+# Waiting reasons after which the container will never start on its own.
+FATAL_WAITING_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+                                   "ErrImageNeverPull", "CreateContainerConfigError",
+                                   "CreateContainerError", "RunContainerError"})
+_DNS_LABEL_MAX = 63
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to run: the Pod (and container) name, the image, its arguments and env."""
+
+    name: str
+    image: str
+    import_path: str
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+
+def default_pod_name(repository: str) -> str:
+    """ko's Pod name, the repository's last element (``web-<md5>``), as a DNS label."""
+    base = repository.rstrip("/").rsplit("/", 1)[-1].lower()
+    name = re.sub(r"[^a-z0-9-]+", "-", base).strip("-")[:_DNS_LABEL_MAX].rstrip("-")
+    return name or "kodev-run"
+
+
+def check_pod_name(name: str) -> str:
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) or len(name) > _DNS_LABEL_MAX:
+        raise UsageError(f"--name {name!r} is not a valid Pod name",
+                         hint="use lower-case letters, digits and '-', at most 63 characters")
+    return name
+
+
+def pod_manifest(spec: RunSpec, namespace: str) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": spec.name, "image": spec.image}
+    if spec.args:
+        container["args"] = list(spec.args)
+    if spec.env:
+        container["env"] = [{"name": k, "value": v} for k, v in spec.env]
+    pod = KubeObject("kodev run", {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": spec.name, "namespace": namespace, "labels": {"run": spec.name}},
+        "spec": {"restartPolicy": "Never", "containers": [container]},
+    })
+    mark(pod, {spec.image: spec.import_path})
+    return pod.data
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """The one container's state as the watch reports it."""
+
+    started: bool
+    exit_code: int | None  # set once it terminated
+    failure: str | None  # why it will never start
+
+
+def container_state(pod: dict[str, Any], container: str) -> ContainerState:
+    """Read the run container's state from a Pod (a JSON dict) of a watch event."""
+    status = pod.get("status") or {}
+    phase = status.get("phase")
+    for item in status.get("containerStatuses") or []:
+        if item.get("name") != container:
+            continue
+        state = item.get("state") or {}
+        if state.get("terminated"):
+            return ContainerState(True, int(state["terminated"].get("exitCode", 1)), None)
+        if state.get("running"):
+            return ContainerState(True, None, None)
+        waiting = state.get("waiting") or {}
+        if waiting.get("reason") in FATAL_WAITING_REASONS:
+            detail = waiting.get("message") or waiting["reason"]
+            return ContainerState(False, None, f"{waiting['reason']}: {detail}")
+    if phase in ("Succeeded", "Failed"):
+        return ContainerState(True, 0 if phase == "Succeeded" else 1, None)
+    return ContainerState(False, None, None)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a CI runner cancelling) cleans up like Ctrl-C does."""
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class PodRun:
+    """Runs one ``RunSpec`` in ``cluster.namespace``; ``run()`` returns the exit code."""
+
+    def __init__(self, cluster: Cluster, spec: RunSpec, *, start_timeout: float,
+                 out: IO[bytes] | None = None, say: Callable[[str], None] | None = None) -> None:
+        from kubernetes import client
+
+        self.cluster = cluster
+        self.spec = spec
+        self.namespace = cluster.namespace
+        self.core: Any = client.CoreV1Api(cluster.api)  # untyped: bodies are plain dicts
+        self.start_timeout = start_timeout
+        self.out = out if out is not None else sys.stdout.buffer
+        self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+
+    @property
+    def where(self) -> str:
+        return f'pod "{self.spec.name}" in namespace {self.namespace}'
+
+    def run(self) -> int:
+        with sigterm_as_interrupt():
+            self._create()
+            try:
+                return self._attach()
+            finally:
+                self._delete()
+
+    # ---------------------------------------------------------------- steps
+
+    def _create(self) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        body = pod_manifest(self.spec, self.namespace)
+        with api_errors(self.cluster, f"create {self.where}"):
+            try:
+                self.core.create_namespaced_pod(self.namespace, body)
+            except ApiException as exc:
+                if exc.status == 409:
+                    raise KubeError(f"{self.where} already exists",
+                                    hint="pass --name, or delete the old Pod") from exc
+                if exc.status in (400, 422):
+                    raise UsageError(f"the API server rejected {self.where}: "
+                                     f"{status_message(exc)}") from exc
+                if is_not_found(exc):
+                    raise KubeError(f"cannot create {self.where}: {status_message(exc)}",
+                                    hint="does the namespace exist?") from exc
+                raise
+        self.say(f"{self.where} created")
+
+    def _attach(self) -> int:
+        state = self._watch(lambda s: s.started, deadline=time.monotonic() + self.start_timeout,
+                            waiting_for="its container to start")
+        logs = threading.Thread(target=self._copy_logs, name="kodev-run-logs", daemon=True)
+        logs.start()
+        if state.exit_code is None:
+            state = self._watch(lambda s: s.exit_code is not None, deadline=None,
+                                waiting_for="its container to finish")
+        # A real kubelet ends the log stream when the container ends; give it time to.
+        logs.join(LOG_DRAIN_SECONDS)
+        assert state.exit_code is not None
+        self.say(f"{self.where} exited with code {state.exit_code}")
+        return state.exit_code
+
+    def _watch(self, done: Callable[[ContainerState], bool], *, deadline: float | None,
+               waiting_for: str) -> ContainerState:
+        """Watch the Pod until ``done(state)``; list+watch again whenever a watch ends."""
+        from kubernetes import watch as untyped_watch
+
+        watch: Any = untyped_watch
+        selector = f"metadata.name={self.spec.name}"
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise KubeError(f"timed out waiting for {self.where}: {waiting_for}",
+                                hint="raise --timeout, or check the Pod's events")
+            seconds = WATCH_SECONDS if remaining is None else max(1, min(WATCH_SECONDS,
+                                                                         int(remaining) + 1))
+            watcher = watch.Watch()
+            with api_errors(self.cluster, f"watch {self.where}"):
+                events = watcher.stream(self.core.list_namespaced_pod, self.namespace,
+                                        field_selector=selector, timeout_seconds=seconds)
+                try:
+                    for event in events:
+                        state = self._event_state(event)
+                        if done(state):
+                            return state
+                finally:
+                    watcher.stop()
+
+    def _event_state(self, event: dict[str, Any]) -> ContainerState:
+        if event.get("type") == "DELETED":
+            raise KubeError(f"{self.where} was deleted while kodev was waiting for it")
+        pod = event.get("raw_object") or {}
+        state = container_state(pod, self.spec.name)
+        if state.failure:
+            raise KubeError(f"{self.where} cannot start: {state.failure}",
+                            hint="check that the cluster can pull the image")
+        return state
+
+    def _copy_logs(self) -> None:
+        """Follow the container's log to ``out``; errors end the copy quietly (the exit
+        code is still reported from the Pod's status)."""
+        try:
+            response = self.core.read_namespaced_pod_log(
+                self.spec.name, self.namespace, container=self.spec.name, follow=True,
+                _preload_content=False)
+            for chunk in response.stream(LOG_CHUNK_BYTES, decode_content=True):
+                self.out.write(chunk)
+                self.out.flush()
+        except Exception as exc:  # the Pod may be gone; logs are best effort
+            self.say(f"{self.where}: log stream ended: {type(exc).__name__}")
+
+    def _delete(self) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            with api_errors(self.cluster, f"delete {self.where}"):
+                try:
+                    self.core.delete_namespaced_pod(self.spec.name, self.namespace,
+                                                    grace_period_seconds=0)
+                except ApiException as exc:
+                    if not is_not_found(exc):
+                        raise
+        except KubeError as exc:
+            self.say(f"kodev: warning: {exc.message}; delete it yourself")
+            return
+        self.say(f"{self.where} deleted")

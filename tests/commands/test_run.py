@@ -1,0 +1,201 @@
+"""``kodev run`` against the real test cluster.
+
+KWOK simulates the node: it starts the Pod (Running, Ready) but runs nothing. The test
+plays the container: it writes log lines (``kube_env.feed_log``, served by ``GET
+pods/log``) and then, as a kubelet would, writes the terminated container status with an
+exit code through the Pod's status subresource.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tests.apply.test_apply_kube import eventually
+from tests.fixtures.kodev import Kodev
+from tests.fixtures.kube import KubeEnv
+
+pytestmark = pytest.mark.kube
+
+DEADLINE_S = 120.0
+
+
+class Running:
+    """A ``kodev run`` subprocess whose stdout is read line by line in a thread."""
+
+    def __init__(self, kodev: Kodev, kube_env: KubeEnv, *args: str) -> None:
+        env = {**kodev.env, "KUBECONFIG": str(kube_env.kubeconfig),
+               "KO_DOCKER_REPO": f"{kube_env.registry}/demo"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "kodev", "run", *args],
+                                     cwd=kodev.workdir, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def next_line(self) -> str:
+        try:
+            return self.lines.get(timeout=DEADLINE_S)
+        except queue.Empty:
+            self.proc.kill()
+            raise AssertionError("kodev run printed nothing") from None
+
+    def finish(self) -> tuple[int, str]:
+        rc = self.proc.wait(timeout=DEADLINE_S)
+        assert self.proc.stderr is not None
+        return rc, self.proc.stderr.read()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def running(kodev: Kodev, kube_env: KubeEnv) -> Iterator[Callable[..., Running]]:
+    started: list[Running] = []
+
+    def start(*args: str) -> Running:
+        started.append(Running(kodev, kube_env, *args))
+        return started[-1]
+
+    yield start
+    for item in started:
+        item.kill()
+
+
+def core(kube_api: Any) -> Any:
+    from kubernetes import client
+
+    return client.CoreV1Api(kube_api)
+
+
+def read_pod(kube_api: Any, namespace: str, name: str) -> Any:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return core(kube_api).read_namespaced_pod(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def running_pod(kube_api: Any, namespace: str, name: str) -> Any:
+    def check() -> Any:
+        pod = read_pod(kube_api, namespace, name)
+        statuses = (pod.status.container_statuses or []) if pod else []
+        return pod if statuses and statuses[0].state.running else None
+    return eventually(f"pod {name} running", check)
+
+
+def gone_or_deleting(kube_api: Any, namespace: str, name: str) -> bool:
+    pod = read_pod(kube_api, namespace, name)
+    return pod is None or pod.metadata.deletion_timestamp is not None
+
+
+def exit_container(kube_api: Any, namespace: str, name: str, code: int) -> None:
+    """What a kubelet reports when the container ends."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    pod = read_pod(kube_api, namespace, name)
+    status = {
+        "phase": "Succeeded" if code == 0 else "Failed",
+        "containerStatuses": [{
+            "name": name, "image": pod.spec.containers[0].image, "imageID": "",
+            "ready": False, "restartCount": 0, "started": False,
+            "state": {"terminated": {"exitCode": code, "reason": "Completed" if code == 0
+                                     else "Error", "startedAt": now, "finishedAt": now}},
+        }],
+    }
+    core(kube_api).patch_namespaced_pod_status(name, namespace, {"status": status})
+
+
+def test_run_attaches_logs_and_exits_with_the_container_code(
+        running: Callable[..., Running], kube_env: KubeEnv, kube_api: Any,
+        kube_namespace: str) -> None:
+    run = running("./cmd/worker", "-n", kube_namespace, "--name", "worker-once",
+                  "--env", "MODE=test", "--", "--once", "-v=2")
+    pod = running_pod(kube_api, kube_namespace, "worker-once")
+    spec = pod.spec
+    assert spec.restart_policy == "Never"
+    (container,) = spec.containers
+    assert container.name == "worker-once"
+    assert container.args == ["--once", "-v=2"]
+    assert [(e.name, e.value) for e in container.env] == [("MODE", "test")]
+    assert container.image.startswith(f"{kube_env.registry}/demo/worker-")
+    assert "@sha256:" in container.image
+    assert pod.metadata.labels["run"] == "worker-once"
+    assert pod.metadata.labels["app.kubernetes.io/managed-by"] == "kodev"
+    assert pod.metadata.annotations["kodev.dev/importpaths"] == \
+        "example.com/kodev-demo/cmd/worker"
+
+    kube_env.feed_log(kube_namespace, "worker-once", "worker-once", "first line", "second line")
+    assert run.next_line() == "first line"
+    assert run.next_line() == "second line"
+    exit_container(kube_api, kube_namespace, "worker-once", 3)
+    rc, stderr = run.finish()
+    assert rc == 3, stderr
+    assert "exited with code 3" in stderr
+    assert gone_or_deleting(kube_api, kube_namespace, "worker-once")
+
+
+def test_run_exit_code_zero_and_default_pod_name(
+        running: Callable[..., Running], kube_api: Any, kube_namespace: str) -> None:
+    run = running("./cmd/worker", "-n", kube_namespace)
+    pods = eventually("the run pod", lambda: core(kube_api).list_namespaced_pod(
+        kube_namespace, label_selector="run").items)
+    name = pods[0].metadata.name
+    assert name.startswith("worker-") and len(name) == len("worker-") + 32  # ko: repo basename
+    running_pod(kube_api, kube_namespace, name)
+    exit_container(kube_api, kube_namespace, name, 0)
+    rc, stderr = run.finish()
+    assert rc == 0, stderr
+    assert gone_or_deleting(kube_api, kube_namespace, name)
+
+
+def test_interrupt_deletes_the_pod(running: Callable[..., Running], kube_api: Any,
+                                   kube_namespace: str) -> None:
+    run = running("./cmd/worker", "-n", kube_namespace, "--name", "worker-int")
+    running_pod(kube_api, kube_namespace, "worker-int")
+    run.proc.send_signal(signal.SIGINT)
+    rc, stderr = run.finish()
+    assert rc == 130
+    assert stderr.strip().splitlines()[-1] == "kodev: interrupted"
+    assert gone_or_deleting(kube_api, kube_namespace, "worker-int")
+
+
+def test_existing_pod_is_an_error_and_is_left_alone(
+        kodev: Kodev, kube_env: KubeEnv, kube_api: Any, kube_namespace: str) -> None:
+    from kubernetes import client
+
+    core(kube_api).create_namespaced_pod(kube_namespace, client.V1Pod(
+        metadata=client.V1ObjectMeta(name="taken"),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox")])))
+    result = kodev.run("run", "./cmd/worker", "-n", kube_namespace, "--name", "taken",
+                       check=False, env={"KUBECONFIG": str(kube_env.kubeconfig),
+                                         "KO_DOCKER_REPO": f"{kube_env.registry}/demo"})
+    assert result.returncode == 5
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (f'kodev: error: pod "taken" in namespace {kube_namespace} already exists '
+                    "(pass --name, or delete the old Pod)")
+    pod = read_pod(kube_api, kube_namespace, "taken")
+    assert pod is not None and pod.metadata.deletion_timestamp is None
+
+
+def test_bad_pod_name_is_refused_before_building(kodev: Kodev, kube_env: KubeEnv) -> None:
+    result = kodev.run("run", "./cmd/worker", "--name", "Not_Valid", check=False,
+                       env={"KUBECONFIG": str(kube_env.kubeconfig)})
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("kodev: error: --name 'Not_Valid' is not a valid")
