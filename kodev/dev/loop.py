@@ -336,8 +336,6 @@ class DevLoop:
         except RETRIABLE as exc:
             self._schedule_retry({b.target.import_path for b in changed}, set(), exc)
             return
-        for result in published:
-            self._record(result)
         self._swap(published, started)
 
     def _is_new(self, item: Built, seconds: float) -> bool:
@@ -364,42 +362,59 @@ class DevLoop:
         assert self.pipeline is not None
         return Outputs(self.pipeline).write(built)
 
-    def _record(self, result: Published) -> None:
+    def _reference(self, result: Published) -> str:
+        """The digest reference as the workloads must name it."""
         reference = f"{result.repository}@{result.digest}"
-        if self.registry is not None:
-            reference = self.registry.runtime_reference(reference)
+        return self.registry.runtime_reference(reference) if self.registry else reference
+
+    def _record(self, result: Published) -> None:
+        """``result`` is what runs now (or will run once the manifests are applied)."""
         self.deployed[result.import_path] = Deployed(
-            reference, result.digest, {str(p): b.sha256 for p, b in result.binaries.items()})
+            self._reference(result), result.digest,
+            {str(p): b.sha256 for p, b in result.binaries.items()})
         self.dashboard.update(result.import_path, digest=result.digest)
 
     def _swap(self, published: Sequence[Published], started: float) -> None:
-        """Patch the new digests into every container that runs them."""
+        """Patch the new digests into every container that runs them. An image counts as
+        deployed only when every patch for it went through; otherwise it is retried."""
         by_workload: dict[WorkloadRef, dict[ContainerSlot, str]] = {}
         for result in published:
             for slot in self.slots.get(result.import_path, []):
-                by_workload.setdefault(slot.workload, {})[slot] = \
-                    self.deployed[result.import_path].reference
+                by_workload.setdefault(slot.workload, {})[slot] = self._reference(result)
+        failed: set[str] = set()
+        gone: list[WorkloadRef] = []
+        for workload, images in by_workload.items():
+            outcome = self._swap_one(workload, images, started)
+            if outcome == "failed":
+                failed |= self._import_paths_in(images)
+            elif outcome == "gone":
+                gone.append(workload)
         for result in published:
+            if result.import_path in failed:
+                continue
+            self._record(result)
             if not self.slots.get(result.import_path):
                 self.dashboard.update(result.import_path, state=READY,
                                       message="pushed; no Deployment/StatefulSet/DaemonSet "
                                       "runs it")
-        for workload, images in by_workload.items():
-            self._swap_one(workload, images, started)
+        for workload in gone:
+            self._workload_gone(workload)
+
+    def _import_paths_in(self, images: Mapping[ContainerSlot, str]) -> set[str]:
+        return {ip for ip, slots in self.slots.items() if any(s in images for s in slots)}
 
     def _swap_one(self, workload: WorkloadRef, images: Mapping[ContainerSlot, str],
-                  started: float) -> None:
+                  started: float) -> str:
+        """Patch one workload: "patched", "gone" (deleted by hand) or "failed" (retried)."""
         assert self.cluster is not None
-        import_paths = {ip for ip, slots in self.slots.items()
-                        if any(s in images for s in slots)}
+        import_paths = self._import_paths_in(images)
         try:
             generation = swap_images(self.cluster, workload, images)
         except RETRIABLE as exc:
             self._schedule_retry(import_paths, set(), exc)
-            return
+            return "failed"
         if generation is None:
-            self._workload_gone(workload)
-            return
+            return "gone"
         patched = time.monotonic() - started
         with self._pending_lock:
             self.pending[workload] = PendingRollout(import_paths, started, generation)
@@ -411,6 +426,7 @@ class DevLoop:
                             images=sorted(images.values()), save_to_patch_seconds=round(
                                 patched, 3), importpaths=sorted(import_paths))
         self._check_rollouts(workload)
+        return "patched"
 
     # ================================================================ manifests
 

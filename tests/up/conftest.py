@@ -184,9 +184,11 @@ def start_up(kube_env: Any, kube_namespace: str, tmp_path: Path
     """Start ``kodev up`` on a module; stopped at the end of the test."""
     started: list[UpProcess] = []
 
-    def start(workdir: Path, docker_repo: str | None = None, extra: tuple[str, ...] = ()
-              ) -> UpProcess:
+    def start(workdir: Path, docker_repo: str | None = None, extra: tuple[str, ...] = (),
+              kubeconfig: Path | None = None) -> UpProcess:
         env = up_env(kube_env, tmp_path / "kocache", docker_repo)
+        if kubeconfig is not None:
+            env["KUBECONFIG"] = str(kubeconfig)
         process = UpProcess(workdir, kube_namespace, env, extra)
         started.append(process)
         return process

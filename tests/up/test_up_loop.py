@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.fixtures.kodev import tool
+from tests.support.proxy import CuttableProxy
 from tests.up.conftest import NAMES, deployment_images, edit, import_path
 
 pytestmark = pytest.mark.kube
@@ -147,6 +149,36 @@ def test_registry_restart_mid_loop_is_survived(
     after = deployment_images(kube_api, kube_namespace)
     assert after["gamma"] != before["gamma"]
     assert after["gamma"].split("@")[1] == _digest_in_registry(after["gamma"])
+
+
+def test_api_server_outage_mid_loop_is_survived(
+        up_module: Path, start_up: Any, kube_api: Any, kube_namespace: str,
+        kube_env: Any, tmp_path: Path) -> None:
+    """Every connection to the API server dies and new ones are refused for a while (what
+    a restart looks like): the patch is retried and lands once the server is back."""
+    host, port = kube_env.apiserver.removeprefix("https://").rsplit(":", 1)
+    proxy = CuttableProxy(host, int(port))
+    config = yaml.safe_load(kube_env.kubeconfig.read_text())
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+    kubeconfig = tmp_path / "kubeconfig-proxied"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    try:
+        up = start_up(up_module, kube_env.registry, kubeconfig=kubeconfig)
+        since = _started(up)
+        before = deployment_images(kube_api, kube_namespace)
+        proxy.cut()
+        edit(up_module / "cmd/gamma/main.go", '"gamma"', '"gamma during outage"')
+        retry = up.wait_for(lambda e: e["event"] == "retry", since)
+        assert import_path("gamma") in retry["images"]
+        assert deployment_images(kube_api, kube_namespace) == before
+        proxy.restore()
+        up.wait_ready({"gamma"}, since)
+        after = deployment_images(kube_api, kube_namespace)
+        assert after["gamma"] != before["gamma"]
+        assert (after["alpha"], after["beta"]) == (before["alpha"], before["beta"])
+    finally:
+        proxy.close()
 
 
 def test_deleted_deployment_is_applied_again(
