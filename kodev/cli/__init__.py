@@ -33,6 +33,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "resolve": ("resolve", "Build ko:// references in YAML and print it with image digests"),
     "apply": ("apply", "Resolve YAML, then server-side apply it to a Kubernetes cluster"),
     "delete": ("delete", "Delete the objects described in YAML from a Kubernetes cluster"),
+    "create": ("create", "Resolve YAML, then create it in a cluster (fails if an object exists)"),
+    "run": ("run", "Build an import path and run it once in a Pod, attached to its logs"),
+    "login": ("login", "Log in to a registry (writes docker's config.json)"),
+    "logout": ("login", "Remove a registry's credentials from docker's config.json"),
+    "completion": ("completion", "Print a shell completion script (bash, zsh or fish)"),
+    "up": ("up", "Deploy, then rebuild and hot-swap only what each saved change affects"),
+    "skaffold": ("skaffold", "Skaffold custom builder hook: skaffold build, deps and init"),
+    "logs": ("logs", "Follow the logs of the workloads kodev deployed, across rollouts"),
 }
 ALIASES = {"publish": "build"}
 
@@ -63,9 +71,26 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_with_passthrough(parser: argparse.ArgumentParser, argv: list[str]
+                           ) -> argparse.Namespace:
+    """Everything after the first ``--`` goes to ``args.args`` (``kodev run IP -- ARGS``);
+    argparse itself rejects ``--`` after a subcommand's options (Python 3.11)."""
+    passthrough: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1:]
+    args = parser.parse_args(argv)
+    if passthrough:
+        if not isinstance(getattr(args, "args", None), list):
+            command = f"kodev {args.command}" if args.command else "kodev"
+            parser.error(f"{command} takes no arguments after --")
+        args.args = [*args.args, *passthrough]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    args = parse_with_passthrough(parser, list(sys.argv[1:] if argv is None else argv))
     if not args.command:
         parser.print_help(sys.stderr)
         return 2

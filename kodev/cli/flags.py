@@ -227,24 +227,25 @@ def add_manifest_flags(parser: argparse.ArgumentParser) -> None:
                        help="keep only documents whose labels match (e.g. app=web,tier!=db)")
 
 
-def add_kube_flags(parser: argparse.ArgumentParser) -> None:
-    """kubectl's cluster selection flags."""
+def add_kube_flags(parser: argparse.ArgumentParser, *, timeout: bool = True) -> None:
+    """kubectl's cluster selection flags (``timeout``: also --timeout)."""
     group = parser.add_argument_group("cluster")
     group.add_argument("--kubeconfig", metavar="FILE",
                        help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
     group.add_argument("--context", metavar="NAME", help="kubeconfig context to use")
     group.add_argument("-n", "--namespace", metavar="NAME",
                        help="namespace for objects that name none (default: the context's)")
-    group.add_argument("--timeout", type=parse_duration, default=120.0, metavar="DURATION",
-                       help="how long to wait for CRDs and deletions (default 2m)")
+    if timeout:
+        group.add_argument("--timeout", type=parse_duration, default=120.0, metavar="DURATION",
+                           help="how long to wait for CRDs and deletions (default 2m)")
 
 
 def add_manifest_command_flags(name: str, parser: argparse.ArgumentParser) -> None:
-    """Flags of ``resolve``, ``apply`` and ``delete``."""
+    """Flags of ``resolve``, ``apply``, ``create`` and ``delete``."""
     parser.epilog = {"resolve": RESOLVE_EPILOG, "apply": APPLY_EPILOG,
-                     "delete": DELETE_EPILOG}[name]
+                     "delete": DELETE_EPILOG, "create": CREATE_EPILOG}[name]
     add_manifest_flags(parser)
-    if name in ("resolve", "apply"):
+    if name in ("resolve", "apply", "create"):
         parser.add_argument("--strict", action="store_true",
                             help="a ko:// value that is not a main package is an error "
                             "(default: warn and leave it)")
@@ -254,9 +255,245 @@ def add_manifest_command_flags(name: str, parser: argparse.ArgumentParser) -> No
                             help="run as if started in DIR")
         parser.add_argument("--wait", type=parse_bool, nargs="?", const=True, default=True,
                             metavar="BOOL", help="wait until the objects are gone (default true)")
-    if name in ("apply", "delete"):
+    if name in ("apply", "delete", "create"):
         add_kube_flags(parser)
         add_output_flags(parser)
+
+
+SKAFFOLD_EPILOG = """\
+examples (skaffold.yaml, see skaffold-plugin/README.md):
+  custom:
+    buildCommand: kodev skaffold build ./cmd/web     # Skaffold runs it via sh -c
+    dependencies:
+      command: kodev skaffold deps ./cmd/web       # prints a JSON array of files
+  kodev skaffold init -f config/                   # writes skaffold.yaml
+"""
+
+SKAFFOLD_BUILD_EPILOG = """\
+environment (set by Skaffold's custom builder):
+  IMAGE          the exact repo:tag to produce (Tilt: EXPECTED_REF; or --image)
+  PUSH_IMAGE     true: push $IMAGE; false: docker load it (needs a Docker daemon)
+  BUILD_CONTEXT  the artifact context (also the working directory)
+  PLATFORMS      os/arch list; several give a multi-platform index
+  SKIP_TEST      ignored: a Go image has no test step
+examples:
+  IMAGE=localhost:5000/web:v1 kodev skaffold build ./cmd/web
+  kodev skaffold build ./cmd/web --image localhost:5000/web --image-ref-file ref.txt   # Tilt
+
+Progress goes to stderr; stdout gets one line, repo:tag@digest.
+"""
+
+
+def add_skaffold_flags(name: str, parser: argparse.ArgumentParser) -> None:
+    """``skaffold build|deps|init``: the Skaffold custom builder hook."""
+    parser.epilog = SKAFFOLD_EPILOG
+    sub = parser.add_subparsers(dest="skaffold_command", metavar="SUBCOMMAND", required=True)
+    build = sub.add_parser(
+        "build", help="the buildCommand: build and push exactly $IMAGE",
+        description="Build IMPORTPATH and push it as $IMAGE (Skaffold) or $EXPECTED_REF (Tilt).",
+        epilog=SKAFFOLD_BUILD_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    deps = sub.add_parser(
+        "deps", help="the dependencies.command: print the files the image is built from",
+        description="Print a JSON array of the files (relative to the context) whose change "
+        "can change the image: module-local Go sources of the binary's packages, embedded "
+        "files, kodata/, go.mod, go.sum, go.work, .ko.yaml.")
+    for command in (build, deps):
+        command.add_argument("importpath", nargs="?", metavar="IMPORTPATH",
+                             help="main package (default: the .ko.yaml build in the context, "
+                             "else .)")
+        command.add_argument("-C", "--chdir", metavar="DIR", default=None,
+                             help="run as if started in DIR")
+    build.add_argument("--image", metavar="REF",
+                       help="repo[:tag] to produce instead of $IMAGE/$EXPECTED_REF; without a "
+                       "tag, kodev-<digest> (content-addressed)")
+    build.add_argument("--image-ref-file", metavar="FILE",
+                       help="write the pushed repo:tag here (Tilt's outputs_image_ref_to)")
+    build.add_argument("--sbom", choices=("spdx", "cyclonedx", "none"), default="none",
+                       help="SBOM to attach (default none, like Skaffold's ko builder)")
+    build.add_argument("--insecure-registry", action="store_true",
+                       help="allow plain http to a registry that is not on loopback")
+    init = sub.add_parser(
+        "init", help="write a skaffold.yaml for the ko:// references in YAML files",
+        description="Write skaffold.yaml with one kodev custom artifact per distinct "
+        "ko:// reference in the manifests.",
+        epilog="examples:\n  kodev skaffold init -f config/\n"
+        "  kodev skaffold init -f config/app.yaml -o skaffold.yaml --force\n\n"
+        "Artifacts are named ko://<importpath>, like the manifests' image: values, which "
+        "Skaffold\nreplaces; run skaffold with --default-repo (e.g. localhost:5000).",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_manifest_flags(init)
+    init.add_argument("-o", "--output", default="skaffold.yaml", metavar="FILE",
+                      help="where to write (default skaffold.yaml)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.add_argument("-C", "--chdir", metavar="DIR", default=None,
+                      help="run as if started in DIR")
+
+
+UP_EPILOG = """\
+examples:
+  kodev up -f config/                         # deploy, then rebuild and hot-swap on save
+  kodev up -f config/app.yaml -n dev --no-tui # one line per event (logs interleaved)
+  kodev up -f config/ --json | jq .           # one JSON object per event, for editors
+  kodev up -f config/ --cleanup               # delete what up applied when it stops
+
+Only the images a change affects are rebuilt (from go list -deps), in one go build;
+an identical binary is not pushed; new digests are patched into the containers that
+run them and the rollout is followed until the new Pods are Ready. Platforms default
+to the cluster nodes' platforms; without KO_DOCKER_REPO the cluster's local registry
+(KEP-1755 ConfigMap kube-public/local-registry-hosting) is used. SBOMs are off by
+default here (--sbom=spdx attaches them). Keys in the TUI: q quits, l toggles logs.
+Stopping (q, Ctrl-C) leaves the workloads running and exits 0.
+"""
+
+
+def add_up_flags(name: str, parser: argparse.ArgumentParser) -> None:
+    """Flags of ``up``: apply's, plus the loop's own."""
+    parser.epilog = UP_EPILOG
+    add_manifest_flags(parser)
+    parser.add_argument("--strict", action="store_true",
+                        help="a ko:// value that is not a main package is an error")
+    add_build_flags(parser)
+    add_kube_flags(parser)
+    group = parser.add_argument_group("dev loop")
+    group.add_argument("--no-tui", action="store_true",
+                       help="one plain line per event instead of the full-screen view")
+    group.add_argument("--json", action="store_true",
+                       help="one JSON object per event on stdout (implies --no-tui)")
+    group.add_argument("--cleanup", action="store_true",
+                       help="delete what up applied when it stops")
+    group.add_argument("--quiet-period", type=parse_duration, default=0.1, metavar="DURATION",
+                       help="wait this long after the last save before building (default 100ms)")
+    group.add_argument("--logs", type=parse_bool, nargs="?", const=True, default=True,
+                       metavar="BOOL", help="follow the workloads' logs (default true)")
+    parser.set_defaults(sbom="none")
+
+
+CREATE_EPILOG = """\
+examples:
+  export KO_DOCKER_REPO=localhost:5000
+  kodev create -f config/                     # build, push, create every object
+  kodev create -f config/app.yaml -n dev --json
+
+Like apply, but every object must be new: all of them are checked before anything is
+built and again before the first is created; if one exists, nothing is created.
+"""
+
+RUN_EPILOG = """\
+examples:
+  export KO_DOCKER_REPO=localhost:5000
+  kodev run ./cmd/migrate                     # build, push, run once, print its output
+  kodev run ./cmd/tool -n dev -- --dry-run -v=2   # arguments after -- go to the program
+  kodev run ./cmd/tool --name tool-test --env LOG=debug
+
+The Pod (restartPolicy Never) is deleted afterwards, also on Ctrl-C; kodev exits with
+the container's exit code. Default Pod name: the image repository's last element.
+"""
+
+LOGIN_EPILOG = """\
+examples:
+  echo "$TOKEN" | kodev login ghcr.io -u octocat --password-stdin
+  kodev login localhost:5000 -u admin         # prompts for the password on a terminal
+  kodev logout ghcr.io
+
+The credentials are checked against the registry first; then they go where docker puts
+them: the credsStore / credHelpers helper if config.json names one, else "auths" in
+$DOCKER_CONFIG/config.json (default ~/.docker/config.json, mode 0600).
+"""
+
+COMPLETION_EPILOG = """\
+examples:
+  source <(kodev completion bash)                                  # bash, this shell
+  kodev completion bash > /etc/bash_completion.d/kodev             # bash, everywhere
+  kodev completion zsh > "${fpath[1]}/_kodev"                      # zsh
+  kodev completion fish > ~/.config/fish/completions/kodev.fish    # fish
+"""
+
+
+def add_run_command_flags(name: str, parser: argparse.ArgumentParser) -> None:
+    """Flags of ``run``: one import path, Pod settings, build and cluster flags."""
+    parser.epilog = RUN_EPILOG
+    parser.add_argument("importpath", metavar="IMPORTPATH",
+                        help="import path or ./relative package to build and run")
+    parser.add_argument("args", nargs="*", metavar="ARG",
+                        help="arguments for the program (put them after --)")
+    pod = parser.add_argument_group("pod")
+    pod.add_argument("--name", metavar="NAME",
+                     help="Pod name (default: the image repository's last element)")
+    pod.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                     help="environment variable for the container (repeatable)")
+    add_build_flags(parser)
+    add_kube_flags(parser)
+
+
+def add_login_command_flags(name: str, parser: argparse.ArgumentParser) -> None:
+    """Flags of ``login`` and ``logout`` (docker's names)."""
+    parser.epilog = LOGIN_EPILOG
+    parser.add_argument("registry", metavar="REGISTRY",
+                        help="registry host (docker.io, ghcr.io, localhost:5000, ...)")
+    if name == "logout":
+        return
+    parser.add_argument("-u", "--username", metavar="USER", help="user name")
+    parser.add_argument("-p", "--password", metavar="PASSWORD",
+                        help="password (insecure: other users can see it; prefer "
+                        "--password-stdin)")
+    parser.add_argument("--password-stdin", action="store_true",
+                        help="read the password (or token) from stdin")
+    parser.add_argument("--insecure-registry", action="store_true",
+                        help="allow plain http and unverified TLS to the registry")
+
+
+def add_version_command_flags(name: str, parser: argparse.ArgumentParser) -> None:
+    add_output_flags(parser)
+
+
+def add_completion_command_flags(name: str, parser: argparse.ArgumentParser) -> None:
+    parser.epilog = COMPLETION_EPILOG
+    parser.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell")
+
+
+LOGS_EPILOG = """\
+examples:
+  kodev logs                       # every workload kodev applied in the namespace
+  kodev logs web deployment/worker -n dev
+  kodev logs -A -l app=web --since 10m
+  kodev logs web -c '^app$' --tail 20 -t
+  kodev logs -o json --no-follow | jq -r .message
+
+Pods are watched: a rollout's new Pods are followed as soon as their containers run, deleted
+Pods end, restarted containers continue. A dropped connection resumes where it stopped, with
+no line lost or repeated. Lines go to stdout as pod/container message (colour per container
+on a terminal; NO_COLOR turns it off); + / - / ~ notices go to stderr. An unknown name or
+namespace exits with 5. Ctrl-C exits with 130.
+"""
+
+
+def add_logs_flags(name: str, parser: argparse.ArgumentParser) -> None:
+    """Flags of ``logs`` (stern's names where they exist)."""
+    parser.epilog = LOGS_EPILOG
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help="Deployment, StatefulSet or DaemonSet name, or KIND/NAME "
+                        "(default: every workload labelled app.kubernetes.io/managed-by=kodev)")
+    parser.add_argument("-l", "--selector", metavar="SELECTOR",
+                        help="only Pods whose labels match (e.g. app=web,tier!=db)")
+    add_kube_flags(parser, timeout=False)
+    parser.add_argument("-A", "--all-namespaces", action="store_true",
+                        help="follow workloads in every namespace")
+    group = parser.add_argument_group("output")
+    group.add_argument("-c", "--container", metavar="REGEX",
+                       help="only containers whose name matches this regex (searched, as stern)")
+    group.add_argument("--since", type=parse_duration, metavar="DURATION",
+                       help="only lines newer than this, e.g. 5m (default: all)")
+    group.add_argument("--tail", type=int, metavar="N",
+                       help="only the last N lines of each running container (default: all)")
+    group.add_argument("-t", "--timestamps", action="store_true",
+                       help="show each line's timestamp")
+    group.add_argument("-o", "--output", choices=("default", "raw", "json"), default="default",
+                       help="default: pod/container message; raw: message; json: one object "
+                       "per line (timestamp, namespace, pod, container, message)")
+    group.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                       help="colour the prefixes (auto: on a terminal, unless NO_COLOR is set)")
+    group.add_argument("--no-follow", dest="follow", action="store_false",
+                       help="print what is there and exit")
 
 
 # One entry per command that has flags: name -> function(name, parser).
@@ -265,4 +502,13 @@ COMMAND_FLAGS = {
     "resolve": add_manifest_command_flags,
     "apply": add_manifest_command_flags,
     "delete": add_manifest_command_flags,
+    "create": add_manifest_command_flags,
+    "run": add_run_command_flags,
+    "login": add_login_command_flags,
+    "logout": add_login_command_flags,
+    "version": add_version_command_flags,
+    "completion": add_completion_command_flags,
+    "skaffold": add_skaffold_flags,
+    "up": add_up_flags,
+    "logs": add_logs_flags,
 }

@@ -1,0 +1,68 @@
+"""``kodev logs [NAME...]``: follow the logs of workloads' Pods (engine: kodev.kube.logs)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TYPE_CHECKING, TextIO
+
+from kodev.errors import UsageError
+
+if TYPE_CHECKING:
+    from kodev.kube.logs import LogEvent, LogOptions
+
+
+def wants_color(choice: str, stream: TextIO) -> bool:
+    """``--color``: auto means a terminal, without NO_COLOR and not TERM=dumb."""
+    if choice != "auto":
+        return choice == "always"
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return stream.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def log_options(args: argparse.Namespace) -> LogOptions:
+    from kodev.kube.logs import LogOptions
+
+    if args.tail is not None and args.tail < 0:
+        args.tail = None  # stern's -1: everything
+    return LogOptions(since=args.since, tail=args.tail, timestamps=args.timestamps,
+                      container=args.container, follow=args.follow)
+
+
+def run(args: argparse.Namespace) -> int:
+    from kodev.kube.client import KubeOptions, connect
+    from kodev.kube.logs import (
+        LogFollower,
+        LogLine,
+        format_line,
+        format_notice,
+        parse_workload_ref,
+    )
+
+    if args.all_namespaces and args.namespace:
+        raise UsageError("-A and -n exclude each other", hint="pass one of them")
+    workloads = [parse_workload_ref(name) for name in args.names] or None
+    options = log_options(args)
+    color_out = wants_color(args.color, sys.stdout)
+    color_err = wants_color(args.color, sys.stderr)
+
+    def show(event: LogEvent) -> None:
+        if isinstance(event, LogLine):
+            sys.stdout.write(format_line(event, args.output, color_out, args.timestamps,
+                                         namespace=args.all_namespaces) + "\n")
+            sys.stdout.flush()
+        else:
+            sys.stderr.write(format_notice(event, color_err) + "\n")
+            sys.stderr.flush()
+
+    cluster = connect(KubeOptions(args.kubeconfig, args.context, args.namespace))
+    try:
+        namespace = None if args.all_namespaces else cluster.namespace
+        LogFollower(cluster, namespace, workloads, args.selector, options, show).run()
+    finally:
+        cluster.close()
+    return 0

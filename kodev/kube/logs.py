@@ -1,0 +1,916 @@
+"""Follow the logs of workloads' Pods across rollouts, restarts and dropped connections.
+
+The engine of ``kodev logs`` and of the log pane of ``kodev up``. What it does, and why:
+
+* **Watch, not list.** Pods and workloads (Deployments, StatefulSets, DaemonSets) are
+  listed once and then watched, so a rollout's new Pods start streaming as soon as a
+  container runs, and a deleted Pod's streams end (kubetail lists Pods once and misses
+  them). Pods belong to a workload through the workload's ``spec.selector``: kodev labels
+  workloads (``app.kubernetes.io/managed-by=kodev``), not their pod templates.
+* **One stream per container**, ``GET pods/log?follow=true&timestamps=true``. Timestamps
+  are always requested so that a dropped stream resumes with ``sinceTime``. ``sinceTime``
+  has second precision (the API truncates fractions), so kodev asks from the start of the
+  second of the last line it showed and drops the replayed lines: older timestamps, and
+  at the same timestamp as many lines with the same text as were shown. No line is shown
+  twice and none is lost. The request is sent through ``ApiClient.call_api`` because
+  kubernetes-client 37 has no ``since_time`` argument on ``read_namespaced_pod_log``.
+* **Streams end when the Pod goes**, not when the HTTP stream ends: a kubelet may keep a
+  follow stream open (KWOK never ends one). A clean end of a stream whose container still
+  runs is a dropped connection and is resumed.
+* **Restarts**: when a container's ``restartCount`` grows, its stream is closed, the lines
+  of the previous instance not yet shown are fetched (``previous=true``, deduplicated) and
+  the new instance is followed from its first line.
+* ``--since``/``--tail`` apply to containers running when following starts; containers
+  that start later are shown from their first line (all their lines are new).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import re
+import socket
+import threading
+import time
+import urllib.parse
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from kodev.errors import KubeError, UsageError
+from kodev.kube.apply import MANAGED_BY_LABEL
+from kodev.kube.client import Cluster, api_errors, is_not_found
+from kodev.kube.selector import LabelSelector, Requirement, parse_selector
+
+# kind -> (API path prefix, plural)
+WORKLOAD_KINDS: dict[str, tuple[str, str]] = {
+    "Deployment": ("/apis/apps/v1", "deployments"),
+    "StatefulSet": ("/apis/apps/v1", "statefulsets"),
+    "DaemonSet": ("/apis/apps/v1", "daemonsets"),
+}
+_KIND_ALIASES = {
+    alias: kind
+    for kind, aliases in {
+        "Deployment": ("deployment", "deployments", "deploy", "deployment.apps",
+                       "deployments.apps"),
+        "StatefulSet": ("statefulset", "statefulsets", "sts", "statefulset.apps",
+                        "statefulsets.apps"),
+        "DaemonSet": ("daemonset", "daemonsets", "ds", "daemonset.apps", "daemonsets.apps"),
+    }.items()
+    for alias in aliases
+}
+_MATCH_OPERATORS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
+_PALETTE = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
+_TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
+WATCH_TIMEOUT_S = 300  # the server ends a watch after this; it is then resumed
+CONNECT_TIMEOUT_S = 10.0
+MAX_BACKOFF_S = 2.0
+STOP_JOIN_S = 1.5
+OutputMode = Literal["default", "raw", "json"]
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One log line; ``timestamp`` is the API's RFC 3339 text ("" if it sent none)."""
+
+    timestamp: str
+    namespace: str
+    pod: str
+    container: str
+    message: str
+
+
+@dataclass(frozen=True)
+class LogNotice:
+    """Something about the streams, not a log line.
+
+    ``kind``: ``added`` (a container's stream started), ``removed`` (its Pod is gone),
+    ``restarted`` (the container restarted; its new instance follows), ``resumed`` (a
+    dropped stream continues), ``retrying`` (a request failed and is retried; without
+    pod and container: the API connection is lost), ``reconnected`` (the API is back),
+    ``waiting`` (nothing to follow yet), ``none`` (nothing to show, with follow off).
+    """
+
+    kind: str
+    namespace: str
+    pod: str
+    container: str
+    message: str
+
+
+LogEvent = LogLine | LogNotice
+Sink = Callable[[LogEvent], None]
+
+
+@dataclass(frozen=True)
+class LogOptions:
+    since: float | None = None  # seconds; containers running at start only
+    tail: int | None = None  # lines; containers running at start only
+    timestamps: bool = False  # display only: the engine always requests them
+    container: str | None = None  # regex searched in container names (as stern's -c)
+    follow: bool = True
+
+
+@dataclass(frozen=True)
+class Workload:
+    namespace: str
+    kind: str
+    name: str
+    selector: LabelSelector
+
+    def selects(self, namespace: str, labels: Mapping[str, str]) -> bool:
+        return (namespace == self.namespace and bool(self.selector.requirements)
+                and self.selector.matches(labels))
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def parse_workload_ref(text: str) -> tuple[str, str]:
+    """``NAME`` or ``KIND/NAME`` -> (kind or "" for any workload kind, name)."""
+    kind_text, slash, name = text.rpartition("/")
+    if not name or (slash and not kind_text):
+        raise UsageError(f"invalid workload {text!r}", hint="use NAME or KIND/NAME")
+    if not slash:
+        return "", name
+    kind = _KIND_ALIASES.get(kind_text.lower())
+    if kind is None:
+        raise UsageError(f"{kind_text!r} in {text!r} is not a workload kind",
+                         hint="use deployment/NAME, statefulset/NAME or daemonset/NAME")
+    return kind, name
+
+
+def workload_selector(workload: Mapping[str, Any]) -> LabelSelector:
+    """A workload's ``spec.selector`` (matchLabels and matchExpressions) as a LabelSelector."""
+    selector = (workload.get("spec") or {}).get("selector") or {}
+    requirements = [Requirement(k, "=", (str(v),))
+                    for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expression in selector.get("matchExpressions") or []:
+        operator = _MATCH_OPERATORS.get(expression.get("operator", ""))
+        if operator is None:
+            return LabelSelector("", ())  # unknown operator: select nothing rather than all
+        values = tuple(str(v) for v in expression.get("values") or ())
+        requirements.append(Requirement(str(expression.get("key")), operator, values))
+    return LabelSelector("", tuple(requirements))
+
+
+def timestamp_key(timestamp: str) -> tuple[int, int] | None:
+    """(epoch seconds, nanoseconds) of an RFC 3339 timestamp, comparable across formats.
+
+    Kubelets print RFC3339Nano with trailing zeros trimmed, so the texts do not sort.
+    """
+    match = _TIMESTAMP.fullmatch(timestamp)
+    if match is None:
+        return None
+    seconds, fraction, offset = match.groups()
+    moment = datetime.fromisoformat(seconds + ("+00:00" if offset == "Z" else offset))
+    return int(moment.timestamp()), int((fraction or "0").ljust(9, "0"))
+
+
+def since_time(key: tuple[int, int]) -> str:
+    """The ``sinceTime`` that includes ``key``: the start of its second, in UTC."""
+    return datetime.fromtimestamp(key[0], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def split_timestamp(raw: str) -> tuple[str, str]:
+    """``"<timestamp> <message>"`` as the API sends it with timestamps=true."""
+    timestamp, space, message = raw.partition(" ")
+    if not space or timestamp_key(timestamp) is None:
+        return "", raw
+    return timestamp, message
+
+
+def colour_of(namespace: str, pod: str, container: str) -> int:
+    """A stable ANSI colour for one container: the same on every run and machine."""
+    return _PALETTE[zlib.crc32(f"{namespace}/{pod}/{container}".encode()) % len(_PALETTE)]
+
+
+def _paint(text: str, code: int, color: bool) -> str:
+    return f"\x1b[{code}m{text}\x1b[0m" if color else text
+
+
+def format_line(line: LogLine, mode: OutputMode = "default", color: bool = False,
+                timestamps: bool = False, *, namespace: bool = False) -> str:
+    """One output line: ``pod/container [timestamp] message``, the message alone (raw) or
+    a JSON object (timestamp, namespace, pod, container, message; always with timestamp).
+    ``namespace`` prefixes the namespace too (for all-namespace output)."""
+    if mode == "json":
+        return json.dumps({"timestamp": line.timestamp, "namespace": line.namespace,
+                           "pod": line.pod, "container": line.container,
+                           "message": line.message}, ensure_ascii=False)
+    text = f"{line.timestamp} {line.message}" if timestamps and line.timestamp else line.message
+    if mode == "raw":
+        return text
+    prefix = f"{line.namespace}/{line.pod}/{line.container}" if namespace \
+        else f"{line.pod}/{line.container}"
+    return f"{_paint(prefix, colour_of(line.namespace, line.pod, line.container), color)} {text}"
+
+
+def format_notice(notice: LogNotice, color: bool = False) -> str:
+    """A notice for a human: ``+ pod/container``, ``- pod/container``, ``~ ...``."""
+    mark = {"added": "+", "removed": "-"}.get(notice.kind, "~")
+    where = f"{notice.pod}/{notice.container}" if notice.container else notice.pod
+    code = colour_of(notice.namespace, notice.pod, notice.container) if notice.container \
+        else 90
+    parts = [mark, _paint(where, code, color) if where else "", notice.message]
+    return " ".join(p for p in parts if p)
+
+
+def started_containers(pod: Mapping[str, Any], pattern: re.Pattern[str] | None
+                       ) -> list[tuple[str, int, bool]]:
+    """(name, restartCount, running) of the Pod's containers that have started.
+
+    Init containers come first. A container still waiting has no log to read yet.
+    """
+    status = pod.get("status") or {}
+    found = []
+    for key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
+        for entry in status.get(key) or []:
+            name = str(entry.get("name", ""))
+            if pattern is not None and not pattern.search(name):
+                continue
+            state = entry.get("state") or {}
+            if "running" in state or "terminated" in state:
+                found.append((name, int(entry.get("restartCount") or 0), "running" in state))
+    return found
+
+
+class Replay:
+    """What was shown of one container instance, to drop replayed lines after a resume."""
+
+    def __init__(self) -> None:
+        self.last: tuple[int, int] | None = None
+        self.shown_at_last: Counter[str] = Counter()
+        self._pending: Counter[str] = Counter()
+        self._replaying = False
+
+    def resume(self) -> str | None:
+        """Start dropping replayed lines; the ``sinceTime`` to request (None: from start)."""
+        self._pending = Counter(self.shown_at_last)
+        self._replaying = self.last is not None
+        return since_time(self.last) if self.last is not None else None
+
+    def accept(self, timestamp: str, message: str) -> bool:
+        """True if the line is new (and records it as shown)."""
+        key = timestamp_key(timestamp)
+        if key is None:
+            return True
+        if self._replaying and self.last is not None:
+            if key < self.last:
+                return False
+            if key == self.last and self._pending[message] > 0:
+                self._pending[message] -= 1
+                return False
+            self._replaying = False
+        if self.last is None or key > self.last:
+            self.last, self.shown_at_last = key, Counter()
+        if key == self.last:
+            self.shown_at_last[message] += 1
+        return True
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+class _Http:
+    """Raw GETs through the kubernetes ApiClient (auth, TLS, proxies as configured)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        from kubernetes import client
+
+        configuration = copy.deepcopy(cluster.api.configuration)
+        # One connection per followed container: a larger pool avoids urllib3's
+        # "connection pool is full" warnings.
+        configuration.connection_pool_maxsize = 256
+        self.cluster = cluster
+        self.api: Any = client.ApiClient(configuration)
+
+    def open(self, path: str, params: Sequence[tuple[str, str]], *,
+             read_timeout: float | None, accept: str = "application/json") -> Any:
+        """The urllib3 response, not read yet; raises ApiException for non-2xx."""
+        from kubernetes.client.exceptions import ApiException
+
+        method, url, headers, body, post = self.api.param_serialize(
+            "GET", path, query_params=list(params), header_params={"Accept": accept},
+            auth_settings=["BearerToken"])
+        response = self.api.call_api(method, url, headers, body, post,
+                                     _request_timeout=(CONNECT_TIMEOUT_S, read_timeout))
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return response.response
+
+    def stream_connection(self, path: str, params: Sequence[tuple[str, str]]
+                          ) -> tuple[Any, str, dict[str, str]]:
+        """A new connection of its own (not pooled) plus the request target and headers.
+
+        A log stream gets its own connection because the API sends a followed log's
+        headers only with its first line: a reader blocked before that can only be
+        released by shutting the socket down, which needs the connection in hand.
+        """
+        _method, url, headers, _body, _post = self.api.param_serialize(
+            "GET", path, query_params=list(params), header_params={"Accept": "*/*"},
+            auth_settings=["BearerToken"])
+        pool = self.api.rest_client.pool_manager.connection_from_url(url)
+        connection = pool._new_conn()  # same TLS, proxy and certificates as the pool
+        connection.timeout = CONNECT_TIMEOUT_S
+        parts = urllib.parse.urlsplit(url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        return connection, target, dict(headers)
+
+    def get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
+        response = self.open(path, params, read_timeout=60.0)
+        try:
+            return json.loads(response.data)
+        finally:
+            response.release_conn()
+
+    def close(self) -> None:
+        self.api.close()
+
+
+def iter_lines(response: Any) -> Iterator[str]:
+    """Complete lines of a streamed response as they arrive; a partial last line is
+    yielded only when the stream ends cleanly."""
+    pending = b""
+    for chunk in response.stream(None):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line.decode("utf-8", "replace")
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
+
+def _shutdown(response: Any) -> None:
+    """Unblock a reader of ``response`` in another thread."""
+    with contextlib.suppress(OSError, AttributeError, ValueError, RuntimeError):
+        response.shutdown()
+
+
+def _shutdown_connection(connection: Any) -> None:
+    """Unblock a reader of ``connection`` in another thread, even before any response."""
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+
+    return isinstance(exc, urllib3.exceptions.HTTPError | OSError | ApiException | ValueError)
+
+
+# --------------------------------------------------------------------------- streams
+
+
+@dataclass(frozen=True)
+class _StreamKey:
+    namespace: str
+    pod: str
+    uid: str
+    container: str
+
+
+class _ContainerStream:
+    """Follows one container instance in a thread; resumes after drops."""
+
+    def __init__(self, follower: LogFollower, key: _StreamKey, restarts: int, *,
+                 first: Sequence[tuple[str, str]], previous: _ContainerStream | None) -> None:
+        self.follower = follower
+        self.key = key
+        self.restarts = restarts
+        self.first = first  # since/tail for the first request only
+        self.previous = previous  # the instance before a restart, to catch up from
+        self.replay = Replay()
+        self.first_sent_at: float | None = None
+        self.stopped = threading.Event()
+        self._connection: Any = None
+        self._lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, daemon=True,
+                                       name=f"logs {key.pod}/{key.container}")
+
+    @property
+    def finished(self) -> bool:
+        return not self.thread.is_alive()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        with self._lock:
+            if self._connection is not None:
+                _shutdown_connection(self._connection)
+
+    def _path(self) -> str:
+        quote = urllib.parse.quote
+        return f"/api/v1/namespaces/{quote(self.key.namespace)}/pods/{quote(self.key.pod)}/log"
+
+    def _run(self) -> None:
+        try:
+            if self.previous is not None:
+                self._catch_up_previous(self.previous)
+                self.previous = None  # no chain of every earlier instance
+            self._follow()
+        except Exception as exc:  # a bug: stop everything and let run() raise it
+            self.follower.fail(exc)
+
+    def _catch_up_previous(self, previous: _ContainerStream) -> None:
+        """Lines of the instance before the restart that its stream had not shown."""
+        previous.thread.join(STOP_JOIN_S)
+        replay = previous.replay
+        since = replay.resume()
+        params = [("container", self.key.container), ("timestamps", "true"),
+                  ("previous", "true")] + ([("sinceTime", since)] if since else [])
+        try:
+            response = self._open(params, read_timeout=60.0)
+        except Exception as exc:  # best effort: the new instance matters more
+            if not _is_transient(exc):
+                raise
+            return
+        self._read(response, replay)
+
+    def _follow(self) -> None:
+        backoff, dropped, reported = 0.25, False, ""
+        while not self.stopped.is_set():
+            params = self._params()
+            follow = self.follower.options.follow
+            try:
+                response = self._open(params, read_timeout=None if follow else 60.0)
+            except Exception as exc:  # classified below
+                if not _is_transient(exc) or is_not_found(exc):
+                    return  # the Pod is gone: its removal notice comes from the watch
+                reported = self._report_retry(exc, reported)
+                dropped = True
+                self.stopped.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            if dropped:
+                self.follower.notice("resumed", self.key, "stream resumed")
+            clean = self._read(response, self.replay)
+            backoff, reported = 0.25, ""
+            if self.stopped.is_set() or (clean and not follow):
+                return
+            if clean and not self.follower.still_running(self.key, self.restarts):
+                return
+            dropped = True
+            self.stopped.wait(backoff)
+
+    def _params(self) -> list[tuple[str, str]]:
+        params = [("container", self.key.container), ("timestamps", "true")]
+        if self.follower.options.follow:
+            params.append(("follow", "true"))
+        since = self.replay.resume()
+        if since is not None:
+            return [*params, ("sinceTime", since)]
+        if self.first and self.first_sent_at is not None:
+            # Resumed before any line was shown: --tail/--since must not be applied
+            # again (a new --tail 0 would skip what came during the drop), so ask from
+            # when the first request went out (client clock, start of its second).
+            start = self.first_sent_at - (self.follower.options.since or 0.0)
+            return [*params, ("sinceTime", since_time((int(start), 0)))]
+        if self.first_sent_at is None:
+            self.first_sent_at = time.time()
+        return [*params, *self.first]
+
+    def _report_retry(self, exc: BaseException, reported: str) -> str:
+        """A notice for an HTTP error (once per distinct message); connection errors are
+        reported by the watches, once for all streams."""
+        from kodev.kube.client import status_message
+
+        if not getattr(exc, "status", 0):
+            return reported
+        text = status_message(exc)
+        if text != reported:
+            self.follower.notice("retrying", self.key, f"cannot read the log ({text}); retrying")
+        return text
+
+    def _open(self, params: Sequence[tuple[str, str]], read_timeout: float | None) -> Any:
+        """Send the request on a connection of its own and wait for the response headers;
+        ApiException for a non-2xx status."""
+        from kubernetes.client.exceptions import ApiException
+
+        connection, target, headers = self.follower.http.stream_connection(self._path(),
+                                                                           params)
+        with self._lock:
+            self._connection = connection
+        try:
+            connection.request("GET", target, headers=headers, preload_content=False)
+            if self.stopped.is_set():  # stop() came while connecting
+                raise ConnectionAbortedError("stopped")
+            connection.timeout = read_timeout  # getresponse() applies it to the socket
+            response = connection.getresponse()
+        except BaseException:
+            self._close()
+            raise
+        if not 200 <= response.status <= 299:
+            body = response.read().decode("utf-8", "replace")
+            self._close()
+            raise ApiException(status=response.status, reason=response.reason, body=body)
+        return response
+
+    def _close(self) -> None:
+        with self._lock:
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+    def _read(self, response: Any, replay: Replay) -> bool:
+        """Show the new lines of ``response``; True if it ended cleanly (not dropped)."""
+        try:
+            for raw in iter_lines(response):
+                timestamp, message = split_timestamp(raw)
+                if replay.accept(timestamp, message):
+                    self.follower.emit(LogLine(timestamp, self.key.namespace, self.key.pod,
+                                               self.key.container, message))
+            return True
+        except Exception as exc:  # a drop is resumed by the caller
+            if not _is_transient(exc):
+                raise
+            return False
+        finally:
+            self._close()
+
+
+# --------------------------------------------------------------------------- watches
+
+
+@dataclass
+class _Resource:
+    """One list+watch: pods, or one workload kind."""
+
+    kind: str  # "Pod" or a workload kind
+    path: str
+    params: tuple[tuple[str, str], ...]
+    resource_version: str | None = None
+
+
+class LogFollower:
+    """Follows the logs of the Pods of some workloads; see the module docstring.
+
+    ``namespace`` None means all namespaces. ``workloads`` are (kind, name) pairs, kind
+    "" meaning any of Deployment/StatefulSet/DaemonSet; None means every workload
+    labelled ``app.kubernetes.io/managed-by=kodev``, including ones applied later.
+    ``selector`` further filters the Pods by their labels. ``sink`` gets every LogLine
+    and LogNotice, one call at a time, from background threads.
+    """
+
+    def __init__(self, cluster: Cluster, namespace: str | None,
+                 workloads: Sequence[tuple[str, str]] | None, selector: str | None,
+                 options: LogOptions, sink: Sink) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.named = None if workloads is None else [(k, n) for k, n in workloads]
+        self.selector = selector or None
+        self.options = options
+        self.sink = sink
+        self.pattern = _compile_container_pattern(options.container)
+        if self.selector:
+            parse_selector(self.selector)  # a bad selector is a UsageError here
+        self.http = _Http(cluster)
+        self._lock = threading.Lock()
+        self._sink_lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._failure: BaseException | None = None
+        self._pods: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self._workloads: dict[tuple[str, str, str], Workload] = {}
+        self._streams: dict[_StreamKey, _ContainerStream] = {}
+        self._watches: list[threading.Thread] = []
+        self._responses: set[Any] = set()
+        self._started = False
+        self._closed = False
+        self._api_lost = False
+        self._initial = True
+
+    # ---- public API
+
+    def start(self) -> None:
+        """Check the namespace and names, list once (KubeError on failure), then follow
+        in background threads and return."""
+        if self._started:
+            return
+        self._started = True
+        self._check_namespace()
+        resources = self._resources()
+        for resource in resources:
+            with api_errors(self.cluster, f"list {resource.path}"):
+                self._relist(resource)
+        self._initial = False
+        if not self._streams:
+            self._notice_nothing_yet()
+        if self.options.follow:
+            for resource in resources:
+                thread = threading.Thread(target=self._watch_loop, args=(resource,),
+                                          daemon=True, name=f"watch {resource.kind}")
+                self._watches.append(thread)
+                thread.start()
+
+    def run(self) -> None:
+        """Follow until stop() or Ctrl-C; with follow off, until every stream ended."""
+        self.start()
+        try:
+            while not self._stopped.wait(0.2):
+                if not self.options.follow and self._all_finished():
+                    break
+        finally:
+            self.stop()
+        if self._failure is not None:
+            raise self._failure
+
+    def stop(self) -> None:
+        """End every stream and watch; returns within about STOP_JOIN_S seconds."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stopped.set()
+        with self._lock:
+            streams = list(self._streams.values())
+            responses = list(self._responses)
+        for stream in streams:
+            stream.stop()
+        for response in responses:
+            _shutdown(response)
+        for thread in [*self._watches, *(s.thread for s in streams)]:
+            if thread.is_alive() and thread is not threading.current_thread():
+                thread.join(STOP_JOIN_S)
+        self.http.close()
+
+    # ---- used by the streams
+
+    def emit(self, event: LogEvent) -> None:
+        """Give ``event`` to the sink, one at a time; a failing sink (say, a closed
+        stdout) stops the follower and run() raises its exception."""
+        with self._sink_lock:
+            if self._stopped.is_set():
+                return
+            try:
+                self.sink(event)
+            except Exception as exc:  # handed to run()
+                self.fail(exc)
+
+    def notice(self, kind: str, key: _StreamKey | None, message: str) -> None:
+        if key is None:
+            self.emit(LogNotice(kind, self.namespace or "", "", "", message))
+        else:
+            self.emit(LogNotice(kind, key.namespace, key.pod, key.container, message))
+
+    def fail(self, exc: BaseException) -> None:
+        """A sink or programming failure in a thread: stop everything, run() re-raises."""
+        if self._failure is None:
+            self._failure = exc
+        self._stopped.set()
+
+    def still_running(self, key: _StreamKey, restarts: int) -> bool:
+        with self._lock:
+            pod = self._pods.get((key.namespace, key.pod))
+        if pod is None or (pod.get("metadata") or {}).get("uid") != key.uid:
+            return False
+        return any(name == key.container and count == restarts and running
+                   for name, count, running in started_containers(pod, self.pattern))
+
+    # ---- start-up checks
+
+    def _check_namespace(self) -> None:
+        if self.namespace is None:
+            return
+        from kubernetes.client.exceptions import ApiException
+
+        path = f"/api/v1/namespaces/{urllib.parse.quote(self.namespace)}"
+        with api_errors(self.cluster, f"get namespace {self.namespace}"):
+            try:
+                self.http.get(path)
+            except ApiException as exc:
+                if is_not_found(exc):
+                    raise KubeError(f"namespace {self.namespace!r} not found on "
+                                    f"{self.cluster.host}",
+                                    hint="check -n and --context; kubectl get namespaces "
+                                         "lists them") from exc
+                if exc.status != 403:  # without the right to read namespaces: go on
+                    raise
+
+    def _resources(self) -> list[_Resource]:
+        """Pods plus the workload kinds to watch, after checking named workloads exist."""
+        kinds = list(WORKLOAD_KINDS)
+        workload_params: tuple[tuple[str, str], ...] = ((
+            ("labelSelector", f"{MANAGED_BY_LABEL}=kodev"),) if self.named is None else ())
+        if self.named is not None:
+            kinds = self._check_named()
+        scope = "" if self.namespace is None else \
+            f"/namespaces/{urllib.parse.quote(self.namespace)}"
+        pod_params = (("labelSelector", self.selector),) if self.selector else ()
+        resources = [_Resource(kind, f"{WORKLOAD_KINDS[kind][0]}{scope}/"
+                               f"{WORKLOAD_KINDS[kind][1]}", workload_params)
+                     for kind in kinds]
+        return [*resources, _Resource("Pod", f"/api/v1{scope}/pods", pod_params)]
+
+    def _check_named(self) -> list[str]:
+        """The kinds the named workloads have; KubeError for a name that does not exist."""
+        assert self.named is not None
+        kinds: set[str] = set()
+        resolved: list[tuple[str, str]] = []
+        for kind, name in self.named:
+            found = [k for k in ([kind] if kind else list(WORKLOAD_KINDS))
+                     if self._exists(k, name)]
+            if not found:
+                raise self._not_found(kind, name)
+            kinds.update(found)
+            resolved.extend((k, name) for k in found)
+        self.named = resolved
+        return [k for k in WORKLOAD_KINDS if k in kinds]
+
+    def _exists(self, kind: str, name: str) -> bool:
+        prefix, plural = WORKLOAD_KINDS[kind]
+        scope = "" if self.namespace is None else \
+            f"/namespaces/{urllib.parse.quote(self.namespace)}"
+        with api_errors(self.cluster, f"list {plural}"):
+            found = self.http.get(f"{prefix}{scope}/{plural}",
+                                  [("fieldSelector", f"metadata.name={name}")])
+        return bool(found.get("items"))
+
+    def _not_found(self, kind: str, name: str) -> KubeError:
+        where = f"namespace {self.namespace!r}" if self.namespace else "any namespace"
+        what = f"{kind} {name!r}" if kind else f"no Deployment, StatefulSet or DaemonSet {name!r}"
+        message = f"{what} not found in {where}" if kind else f"{what} in {where}"
+        return KubeError(message, hint="check the name and -n; kubectl get deploy,sts,ds "
+                                       "lists the workloads")
+
+    def _notice_nothing_yet(self) -> None:
+        where = f"namespace {self.namespace}" if self.namespace else "any namespace"
+        what = "the named workloads" if self.named is not None else \
+            "workloads deployed by kodev"
+        if self.options.follow:
+            self.notice("waiting", None, f"no running containers of {what} in {where} yet; "
+                                         "waiting")
+        else:
+            self.notice("none", None, f"no running containers of {what} in {where}")
+
+    # ---- list + watch
+
+    def _relist(self, resource: _Resource) -> None:
+        listing = self.http.get(resource.path, resource.params)
+        items = listing.get("items") or []
+        with self._lock:
+            if resource.kind == "Pod":
+                self._pods = {_pod_key(p): p for p in items}
+            else:
+                self._workloads = {k: w for k, w in self._workloads.items()
+                                   if k[1] != resource.kind}
+                for item in items:
+                    self._set_workload(resource.kind, item)
+            resource.resource_version = (listing.get("metadata") or {}).get("resourceVersion")
+        self._reconcile()
+
+    def _watch_loop(self, resource: _Resource) -> None:
+        backoff = 0.25
+        while not self._stopped.is_set():
+            try:
+                if resource.resource_version is None:
+                    self._relist(resource)
+                self._watch(resource)
+                backoff = 0.25
+            except Exception as exc:  # retried; classified below
+                if not _is_transient(exc):
+                    self.fail(exc)
+                    return
+                self._api_state(lost=True)
+                self._stopped.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def _api_state(self, *, lost: bool) -> None:
+        """One notice when the API is lost and one when it is back, for all watches."""
+        with self._lock:
+            changed, self._api_lost = self._api_lost != lost, lost
+        if changed and not self._stopped.is_set():
+            self.notice("retrying" if lost else "reconnected", None,
+                        f"lost the connection to the API at {self.cluster.host}; retrying"
+                        if lost else f"reconnected to the API at {self.cluster.host}")
+
+    def _watch(self, resource: _Resource) -> None:
+        """One watch request from the last resourceVersion; a 410 asks for a relist."""
+        params = [*resource.params, ("watch", "1"), ("allowWatchBookmarks", "true"),
+                  ("timeoutSeconds", str(WATCH_TIMEOUT_S)),
+                  ("resourceVersion", resource.resource_version or "")]
+        response = self.http.open(resource.path, params, read_timeout=WATCH_TIMEOUT_S + 30)
+        self._api_state(lost=False)
+        with self._lock:
+            self._responses.add(response)
+        if self._stopped.is_set():
+            _shutdown(response)
+        try:
+            for raw in iter_lines(response):
+                event = json.loads(raw)
+                obj = event.get("object") or {}
+                if event.get("type") == "ERROR":
+                    if obj.get("code") == 410:
+                        resource.resource_version = None  # expired: list again
+                        return
+                    raise ValueError(f"watch error: {obj.get('message')}")
+                self._apply_event(resource, str(event.get("type")), obj)
+        finally:
+            with self._lock:
+                self._responses.discard(response)
+            response.release_conn()
+
+    def _apply_event(self, resource: _Resource, kind: str, obj: Mapping[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        with self._lock:
+            resource.resource_version = meta.get("resourceVersion",
+                                                 resource.resource_version)
+            if kind == "BOOKMARK":
+                return
+            if resource.kind == "Pod":
+                if kind == "DELETED":
+                    self._pods.pop(_pod_key(obj), None)
+                else:
+                    self._pods[_pod_key(obj)] = obj
+            elif kind == "DELETED":
+                self._workloads.pop((str(meta.get("namespace")), resource.kind,
+                                     str(meta.get("name"))), None)
+            else:
+                self._set_workload(resource.kind, obj)
+        self._reconcile()
+
+    def _set_workload(self, kind: str, obj: Mapping[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        if self.named is not None and (kind, name) not in self.named:
+            return
+        self._workloads[(namespace, kind, name)] = Workload(namespace, kind, name,
+                                                            workload_selector(obj))
+
+    # ---- streams
+
+    def _reconcile(self) -> None:
+        """Start streams for newly started containers, stop those of Pods that are gone."""
+        notices: list[tuple[str, _StreamKey, str]] = []
+        fresh: list[_ContainerStream] = []
+        with self._lock:
+            if self._stopped.is_set():
+                return
+            wanted = self._wanted_streams()
+            for key, stream in list(self._streams.items()):
+                if key not in wanted:
+                    stream.stop()
+                    del self._streams[key]
+                    notices.append(("removed", key, ""))
+                elif wanted[key] > stream.restarts:
+                    stream.stop()
+                    self._streams[key] = self._new_stream(key, wanted[key], previous=stream)
+                    fresh.append(self._streams[key])
+                    notices.append(("restarted", key, f"restarted ({wanted[key]})"))
+            for key, restarts in wanted.items():
+                if key not in self._streams:
+                    self._streams[key] = self._new_stream(key, restarts, previous=None)
+                    fresh.append(self._streams[key])
+                    notices.append(("added", key, ""))
+        for kind, key, message in notices:
+            self.notice(kind, key, message)
+        for stream in fresh:
+            stream.start()
+
+    def _wanted_streams(self) -> dict[_StreamKey, int]:
+        wanted: dict[_StreamKey, int] = {}
+        for (namespace, name), pod in self._pods.items():
+            meta = pod.get("metadata") or {}
+            labels = meta.get("labels") or {}
+            if not any(w.selects(namespace, labels) for w in self._workloads.values()):
+                continue
+            for container, restarts, _running in started_containers(pod, self.pattern):
+                wanted[_StreamKey(namespace, name, str(meta.get("uid")), container)] = restarts
+        return wanted
+
+    def _new_stream(self, key: _StreamKey, restarts: int,
+                    previous: _ContainerStream | None) -> _ContainerStream:
+        first: list[tuple[str, str]] = []
+        if self._initial and previous is None:
+            if self.options.tail is not None:
+                first.append(("tailLines", str(self.options.tail)))
+            if self.options.since is not None:
+                first.append(("sinceSeconds", str(max(1, int(self.options.since)))))
+        return _ContainerStream(self, key, restarts, first=first, previous=previous)
+
+    def _all_finished(self) -> bool:
+        with self._lock:
+            return all(s.finished for s in self._streams.values())
+
+
+def _pod_key(pod: Mapping[str, Any]) -> tuple[str, str]:
+    meta = pod.get("metadata") or {}
+    return str(meta.get("namespace")), str(meta.get("name"))
+
+
+def _compile_container_pattern(text: str | None) -> re.Pattern[str] | None:
+    if text is None:
+        return None
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise UsageError(f"-c {text!r} is not a valid regular expression: {exc}") from exc
