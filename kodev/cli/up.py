@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
         options=options_from_args(args),
         quiet_seconds=args.quiet_period,
         cleanup=args.cleanup,
+        logs=args.logs,
         workdir=Path.cwd(),
     )
     dashboard = Dashboard()

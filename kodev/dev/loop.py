@@ -68,6 +68,7 @@ class UpSettings:
     options: PublishOptions = field(default_factory=PublishOptions)
     quiet_seconds: float = 0.1
     cleanup: bool = False
+    logs: bool = True  # follow the workloads' logs (kodev logs' engine) into the events
     workdir: Path = field(default_factory=Path.cwd)
 
 
@@ -112,6 +113,7 @@ class DevLoop:
         self.pending: dict[WorkloadRef, PendingRollout] = {}
         self._pending_lock = threading.Lock()
         self.watch: WorkloadWatch | None = None
+        self.log_followers: list[Any] = []  # kodev.kube.logs.LogFollower, imported lazily
         self.files_watcher: FileWatcher | None = None
         self.failed_builds: set[str] = set()
         self.retry_images: set[str] = set()
@@ -165,6 +167,8 @@ class DevLoop:
             self.files_watcher.stop()
         if self.watch is not None:
             self.watch.stop()
+        for follower in self.log_followers:
+            follower.stop()
         try:
             if self.settings.cleanup and self.kube is not None:
                 self._cleanup()
@@ -254,6 +258,35 @@ class DevLoop:
                                    self._on_cluster_change,
                                    label_selector="app.kubernetes.io/managed-by=kodev")
         self.watch.start()
+        if self.settings.logs:
+            self._follow_logs(namespaces or {self.cluster.namespace})
+
+    def _follow_logs(self, namespaces: Iterable[str]) -> None:
+        """Every kodev workload's Pods in these namespaces, across rollouts, into the
+        events (a log pane in the TUI, interleaved lines otherwise)."""
+        from kodev.kube.logs import LogFollower, LogOptions
+
+        assert self.cluster is not None
+        for namespace in sorted(namespaces):
+            follower = LogFollower(self.cluster, namespace, None, None,
+                                   LogOptions(tail=10, follow=True), self._log_event)
+            try:
+                follower.start()
+            except KodevError as exc:
+                self.dashboard.emit("warning", f"not following logs in {namespace}: {exc}")
+                continue
+            self.log_followers.append(follower)
+
+    def _log_event(self, event: Any) -> None:
+        from kodev.kube.logs import LogLine, format_line, format_notice
+
+        if isinstance(event, LogLine):
+            self.dashboard.emit("log", format_line(event), namespace=event.namespace,
+                                pod=event.pod, container=event.container,
+                                timestamp=event.timestamp, line=event.message)
+        elif event.kind in ("added", "removed", "restarted"):
+            self.dashboard.emit("logs", format_notice(event), namespace=event.namespace,
+                                pod=event.pod, container=event.container)
 
     # ================================================================ one iteration
 

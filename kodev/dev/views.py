@@ -37,7 +37,7 @@ class LineView:
 
     def __call__(self, event: UpEvent) -> None:
         if event.kind == "log":
-            line = event.message
+            line = self._log_line(event)
         else:
             stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
             kind = f"{event.kind:<13}"
@@ -50,6 +50,18 @@ class LineView:
         with self._lock:
             self.stream.write(line + "\n")
             self.stream.flush()
+
+    def _log_line(self, event: UpEvent) -> str:
+        """``pod/container message``, the prefix coloured as ``kodev logs`` does."""
+        if not self.colour:
+            return event.message
+        from kodev.kube.logs import LogLine, format_line
+
+        data = event.data
+        line = LogLine(str(data.get("timestamp", "")), str(data.get("namespace", "")),
+                       str(data.get("pod", "")), str(data.get("container", "")),
+                       str(data.get("line", "")))
+        return format_line(line, color=True)
 
 
 class JsonView:

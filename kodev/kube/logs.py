@@ -44,7 +44,7 @@ from typing import Any, Literal
 from kodev.errors import KubeError, UsageError
 from kodev.kube.apply import MANAGED_BY_LABEL
 from kodev.kube.client import Cluster, api_errors, is_not_found
-from kodev.kube.selector import LabelSelector, Requirement, parse_selector
+from kodev.kube.selector import LabelSelector, parse_selector, workload_selector
 
 # kind -> (API path prefix, plural)
 WORKLOAD_KINDS: dict[str, tuple[str, str]] = {
@@ -63,7 +63,6 @@ _KIND_ALIASES = {
     }.items()
     for alias in aliases
 }
-_MATCH_OPERATORS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
 _PALETTE = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
 _TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
 WATCH_TIMEOUT_S = 300  # the server ends a watch after this; it is then resumed
@@ -142,20 +141,6 @@ def parse_workload_ref(text: str) -> tuple[str, str]:
         raise UsageError(f"{kind_text!r} in {text!r} is not a workload kind",
                          hint="use deployment/NAME, statefulset/NAME or daemonset/NAME")
     return kind, name
-
-
-def workload_selector(workload: Mapping[str, Any]) -> LabelSelector:
-    """A workload's ``spec.selector`` (matchLabels and matchExpressions) as a LabelSelector."""
-    selector = (workload.get("spec") or {}).get("selector") or {}
-    requirements = [Requirement(k, "=", (str(v),))
-                    for k, v in sorted((selector.get("matchLabels") or {}).items())]
-    for expression in selector.get("matchExpressions") or []:
-        operator = _MATCH_OPERATORS.get(expression.get("operator", ""))
-        if operator is None:
-            return LabelSelector("", ())  # unknown operator: select nothing rather than all
-        values = tuple(str(v) for v in expression.get("values") or ())
-        requirements.append(Requirement(str(expression.get("key")), operator, values))
-    return LabelSelector("", tuple(requirements))
 
 
 def timestamp_key(timestamp: str) -> tuple[int, int] | None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kodev.kube.client import Cluster, api_errors, is_not_found
-from kodev.kube.selector import LabelSelector, Requirement
+from kodev.kube.selector import workload_selector
 
 ROLLABLE_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 _PLURAL = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set"}
@@ -145,22 +145,6 @@ def pod_problem(pods: Iterable[Mapping[str, Any]]) -> str | None:
     return None
 
 
-def selector_of(workload: Mapping[str, Any]) -> LabelSelector | None:
-    """The workload's ``spec.selector`` (matchLabels and matchExpressions)."""
-    selector = (workload.get("spec") or {}).get("selector") or {}
-    requirements = [Requirement(k, "=", (str(v),))
-                    for k, v in (selector.get("matchLabels") or {}).items()]
-    operators = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
-    for expression in selector.get("matchExpressions") or []:
-        operator = operators.get(expression.get("operator", ""))
-        if operator is None:
-            return None
-        requirements.append(Requirement(expression["key"], operator,
-                                        tuple(expression.get("values") or ())))
-    text = ",".join(f"{r.key}{r.operator}{'|'.join(r.values)}" for r in requirements)
-    return LabelSelector(text, tuple(requirements)) if requirements else None
-
-
 # --------------------------------------------------------------------------- watching
 
 
@@ -214,9 +198,9 @@ class WorkloadWatch:
             data = self.workloads.get(workload)
             if data is None:
                 return None
-            selector = selector_of(data)
+            selector = workload_selector(data)
             pods = [p for (ns, _), p in self.pods.items()
-                    if ns == workload.namespace and selector is not None
+                    if ns == workload.namespace and selector.requirements
                     and selector.matches((p.get("metadata") or {}).get("labels") or {})]
             return rollout_status(data, pods)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from kodev.errors import UsageError
 
@@ -143,3 +144,20 @@ def _expect(tokens: list[str], position: int, wanted: str, text: str) -> None:
 def _error(text: str, problem: str) -> UsageError:
     return UsageError(f"invalid label selector {text!r}: {problem}",
                       hint="e.g. -l app=web,tier!=db or -l 'env in (dev,test)'")
+
+
+_MATCH_OPERATORS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
+
+
+def workload_selector(workload: Mapping[str, Any]) -> LabelSelector:
+    """A workload's ``spec.selector`` (matchLabels and matchExpressions) as a LabelSelector."""
+    selector = (workload.get("spec") or {}).get("selector") or {}
+    requirements = [Requirement(k, "=", (str(v),))
+                    for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expression in selector.get("matchExpressions") or []:
+        operator = _MATCH_OPERATORS.get(expression.get("operator", ""))
+        if operator is None:
+            return LabelSelector("", ())  # unknown operator: select nothing rather than all
+        values = tuple(str(v) for v in expression.get("values") or ())
+        requirements.append(Requirement(str(expression.get("key")), operator, values))
+    return LabelSelector("", tuple(requirements))

@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.apply.test_apply_kube import apps, core, eventually
 from tests.fixtures.kodev import Kodev
 from tests.fixtures.kube import KubeEnv
-from tests.support.proxy import CuttableProxy
+from tests.support.proxy import proxied_api_server
 
 pytestmark = pytest.mark.kube
 
@@ -237,13 +236,8 @@ def test_resumes_after_all_connections_are_cut(kube_env: KubeEnv, kube_api: Any,
     ns = kube_namespace
     deploy(kube_api, ns, "web")
     web = one_pod(kube_api, ns, "web")
-    host, port = kube_env.apiserver.removeprefix("https://").rsplit(":", 1)
-    proxy = CuttableProxy(host, int(port))
-    config = yaml.safe_load(kube_env.kubeconfig.read_text())
-    for cluster in config["clusters"]:
-        cluster["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump(config))
+    proxy = proxied_api_server(kube_env, kubeconfig)
     try:
         logs = logs_run("-n", ns, kubeconfig=kubeconfig)
         before = [f"before {i}" for i in range(50)]

@@ -21,8 +21,8 @@ from kodev.kube.logs import (
     split_timestamp,
     started_containers,
     timestamp_key,
-    workload_selector,
 )
+from kodev.kube.selector import workload_selector
 
 T1 = "2026-01-01T10:00:00.100000000Z"
 T2 = "2026-01-01T10:00:00.2Z"  # a kubelet trims trailing zeros

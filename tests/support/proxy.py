@@ -10,6 +10,10 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 
 class CuttableProxy:
@@ -78,3 +82,15 @@ def _kill(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()
+
+
+def proxied_api_server(kube_env: Any, kubeconfig: Path) -> CuttableProxy:
+    """A proxy in front of the test environment's API server, and a copy of its
+    kubeconfig at ``kubeconfig`` that goes through it."""
+    host, port = kube_env.apiserver.removeprefix("https://").rsplit(":", 1)
+    proxy = CuttableProxy(host, int(port))
+    config = yaml.safe_load(kube_env.kubeconfig.read_text())
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    return proxy

@@ -206,6 +206,14 @@ def deployment_images(kube_api: Any, namespace: str) -> dict[str, str]:
             for d in apps.list_namespaced_deployment(namespace).items}
 
 
+def pods_of(kube_api: Any, namespace: str, app: str) -> set[str]:
+    """Names of the live (not terminating) Pods labelled app=<app>."""
+    from kubernetes import client
+
+    pods = client.CoreV1Api(kube_api).list_namespaced_pod(namespace, label_selector=f"app={app}")
+    return {p.metadata.name for p in pods.items if p.metadata.deletion_timestamp is None}
+
+
 def edit(path: Path, old: str, new: str) -> None:
     text = path.read_text(encoding="utf-8")
     assert old in text, f"{old!r} not in {path}"

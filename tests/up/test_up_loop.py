@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.fixtures.kodev import tool
-from tests.support.proxy import CuttableProxy
-from tests.up.conftest import NAMES, deployment_images, edit, import_path
+from tests.support.proxy import proxied_api_server
+from tests.up.conftest import NAMES, deployment_images, edit, import_path, pods_of
 
 pytestmark = pytest.mark.kube
 
@@ -156,13 +155,8 @@ def test_api_server_outage_mid_loop_is_survived(
         kube_env: Any, tmp_path: Path) -> None:
     """Every connection to the API server dies and new ones are refused for a while (what
     a restart looks like): the patch is retried and lands once the server is back."""
-    host, port = kube_env.apiserver.removeprefix("https://").rsplit(":", 1)
-    proxy = CuttableProxy(host, int(port))
-    config = yaml.safe_load(kube_env.kubeconfig.read_text())
-    for cluster in config["clusters"]:
-        cluster["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
     kubeconfig = tmp_path / "kubeconfig-proxied"
-    kubeconfig.write_text(yaml.safe_dump(config))
+    proxy = proxied_api_server(kube_env, kubeconfig)
     try:
         up = start_up(up_module, kube_env.registry, kubeconfig=kubeconfig)
         since = _started(up)
@@ -179,6 +173,27 @@ def test_api_server_outage_mid_loop_is_survived(
         assert (after["alpha"], after["beta"]) == (before["alpha"], before["beta"])
     finally:
         proxy.close()
+
+
+def test_logs_are_interleaved_with_events_across_a_rollout(
+        up_module: Path, start_up: Any, kube_api: Any, kube_namespace: str,
+        kube_env: Any) -> None:
+    up = start_up(up_module, kube_env.registry, extra=("--logs=true",))
+    since = _started(up)
+    (old_pod,) = pods_of(kube_api, kube_namespace, "gamma")
+    up.wait_for(lambda e: e["event"] == "logs" and e.get("pod") == old_pod, 0)
+    kube_env.feed_log(kube_namespace, old_pod, "gamma", "first life")
+    line = up.wait_for(lambda e: e["event"] == "log" and e.get("line") == "first life", since)
+    assert line["message"] == f"{old_pod}/gamma first life" and line["container"] == "gamma"
+
+    since = up.mark()
+    edit(up_module / "cmd/gamma/main.go", '"gamma"', '"gamma two"')
+    up.wait_ready({"gamma"}, since)
+    (new_pod,) = pods_of(kube_api, kube_namespace, "gamma") - {old_pod}
+    up.wait_for(lambda e: e["event"] == "logs" and e.get("pod") == new_pod, since)
+    kube_env.feed_log(kube_namespace, new_pod, "gamma", "second life")
+    line = up.wait_for(lambda e: e["event"] == "log" and e.get("line") == "second life", since)
+    assert line["pod"] == new_pod
 
 
 def test_deleted_deployment_is_applied_again(

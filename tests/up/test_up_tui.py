@@ -17,7 +17,7 @@ from typing import Any
 import pyte
 import pytest
 
-from tests.up.conftest import up_env
+from tests.up.conftest import pods_of, up_env
 
 pytestmark = pytest.mark.kube
 
@@ -55,14 +55,14 @@ class Terminal:
 
 
 def test_tui_shows_images_states_and_quits_on_q(
-        up_module: Path, kube_env: Any, kube_namespace: str, tmp_path: Path) -> None:
+        up_module: Path, kube_env: Any, kube_api: Any, kube_namespace: str,
+        tmp_path: Path) -> None:
     terminal = Terminal()
     env = {**up_env(kube_env, tmp_path / "kocache", kube_env.registry), "TERM": "xterm-256color",
            "COLUMNS": str(COLUMNS), "LINES": str(ROWS)}
     env.pop("NO_COLOR", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "kodev", "up", "-f", "config", "-n", kube_namespace,
-         "--logs=false"],
+        [sys.executable, "-m", "kodev", "up", "-f", "config", "-n", kube_namespace],
         cwd=up_module, env=env, stdin=terminal.slave, stdout=terminal.slave,
         stderr=terminal.slave, start_new_session=True)
     try:
@@ -71,7 +71,13 @@ def test_tui_shows_images_states_and_quits_on_q(
             line = next(line for line in screen.splitlines()
                         if f"example.com/uptest/cmd/{name}" in line)
             assert " ready" in line and "1/1" in line, line
-        assert "save→ready" in screen and "q quit" in screen
+        assert "save→ready" in screen and "q quit" in screen and "l logs off" in screen
+
+        os.write(terminal.master, b"l")  # the log pane, fed through KWOK
+        terminal.wait_for(lambda t: "l logs on" in t)
+        (pod,) = pods_of(kube_api, kube_namespace, "beta")
+        kube_env.feed_log(kube_namespace, pod, "beta", "a line from beta")
+        terminal.wait_for(lambda t: f"{pod}/beta a line from beta" in t)
 
         (up_module / "cmd/gamma/main.go").write_text(
             'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println(undefinedName) }\n')
