@@ -67,6 +67,7 @@ class Dashboard:
         self._logs: deque[str] = deque(maxlen=keep_logs)
         self._error: str | None = None
         self._listeners: list[Listener] = []
+        self._closed = False
         self.show_logs = False
 
     def subscribe(self, listener: Listener) -> None:
@@ -76,6 +77,8 @@ class Dashboard:
              **data: Any) -> UpEvent:
         event = UpEvent(kind, message, import_path, data)
         with self._lock:
+            if self._closed:
+                return event
             if kind == "log":
                 self._logs.append(message)
             else:
@@ -83,6 +86,12 @@ class Dashboard:
             for listener in self._listeners:
                 listener(event)
         return event
+
+    def close(self) -> None:
+        """No more events reach the views: background threads (watches, log streams) may
+        still report while the process exits, and must not write to a closing stdout."""
+        with self._lock:
+            self._closed = True
 
     def add_image(self, import_path: str) -> None:
         with self._lock:

@@ -141,14 +141,14 @@ class DevLoop:
 
     def start(self) -> None:
         """Connect, build and push everything, apply the manifests, start watching."""
-        self._connect()
-        assert self.cluster is not None
         self._load_manifests()
-        self.pipeline = self._make_pipeline()
         refs = [r for s in self.selections.values() for r in s.refs]
         if not refs:
-            raise UsageError("no ko:// references in the -f files: nothing to build or watch",
+            names = ", ".join(sorted(p.name for p in self.selections)) or "the -f input"
+            raise UsageError(f"no ko:// references in {names}: nothing to build or watch",
                              hint="point -f at manifests whose image: fields are ko://IMPORTPATH")
+        self._connect()
+        self.pipeline = self._make_pipeline()
         paths = buildable_import_paths(self.pipeline, refs, strict=self.settings.strict,
                                        warn=self._warn)
         self._plan(paths)
@@ -179,6 +179,7 @@ class DevLoop:
                 self.cluster.close()
             self.dashboard.emit("stopped", "stopped watching; workloads left running"
                                 if not self.settings.cleanup else "stopped; cleaned up")
+            self.dashboard.close()
 
     # ================================================================ setup
 

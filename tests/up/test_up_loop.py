@@ -7,7 +7,10 @@ through inotify; results are checked in the API server and the registry.
 
 from __future__ import annotations
 
+import re
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,7 @@ import pytest
 
 from tests.fixtures.kodev import tool
 from tests.support.proxy import proxied_api_server
-from tests.up.conftest import NAMES, deployment_images, edit, import_path, pods_of
+from tests.up.conftest import NAMES, deployment_images, edit, import_path, pods_of, up_env
 
 pytestmark = pytest.mark.kube
 
@@ -236,3 +239,62 @@ def test_cleanup_deletes_what_up_applied(
     _started(up)
     assert up.stop() == 0
     assert deployment_images(kube_api, kube_namespace) == {}
+
+
+def test_local_registry_and_platforms_come_from_the_cluster(
+        up_module: Path, start_up: Any, kube_api: Any, kube_namespace: str,
+        kube_env: Any) -> None:
+    """No KO_DOCKER_REPO: the KEP-1755 ConfigMap's host; no --platform: the nodes'."""
+    up = start_up(up_module, None)
+    _started(up)
+    cluster = up.of_kind("cluster")
+    assert {"registry": kube_env.registry} == {k: v for e in cluster for k, v in e.items()
+                                               if k == "registry"}
+    assert [e["platforms"] for e in cluster if "platforms" in e] == [["linux/amd64"]]
+    images = deployment_images(kube_api, kube_namespace)
+    assert all(image.startswith(kube_env.registry + "/") for image in images.values())
+
+
+def test_plain_lines_without_a_terminal(up_module: Path, kube_env: Any, kube_namespace: str,
+                                        tmp_path: Path) -> None:
+    env = up_env(kube_env, tmp_path / "kocache", kube_env.registry)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kodev", "up", "-f", "config", "-n", kube_namespace,
+         "--logs=false"], cwd=up_module, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    assert process.stdout is not None
+    try:
+        deadline = time.monotonic() + 90
+        while sum("rollout complete" in line for line in lines) < 3:
+            assert time.monotonic() < deadline, "\n".join(lines)
+            lines.append(process.stdout.readline().rstrip("\n"))
+        process.send_signal(signal.SIGINT)
+        rest, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    lines += rest.splitlines()
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr and "\033[" not in "".join(lines)
+    ready = [line for line in lines if " ready " in line]
+    assert len(ready) == 3 and all(re.match(r"\d\d:\d\d:\d\d ready +deployment/", line)
+                                   for line in ready), lines
+    assert any(line.split()[1] == "stopped" for line in lines[-3:]), lines
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("-f", "missing.yaml"), "missing.yaml"),
+    (("-f", "README.md"), "README.md"),
+    (("-f", "-"), "stdin"),
+])
+def test_bad_input_is_one_line(up_module: Path, kube_env: Any, kube_namespace: str,
+                               tmp_path: Path, args: tuple[str, ...], expected: str) -> None:
+    env = up_env(kube_env, tmp_path / "kocache", kube_env.registry)
+    result = subprocess.run([sys.executable, "-m", "kodev", "up", *args, "-n", kube_namespace,
+                             "--no-tui"], cwd=up_module, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("kodev:")]
+    assert len(error_lines) == 1 and expected in error_lines[0], result.stderr
+    assert "Traceback" not in result.stderr
