@@ -21,7 +21,7 @@ skaffold:
 help:
 	@echo "make demo   build the example app, push it to a local registry, run it (runc) and deploy it"
 	@echo "make test   install everything, start the test environment, run lint and all tests"
-	@echo "make bench  compare kodev with ko and go build (see bench/README.md)"
+	@echo "make bench  compare kodev with ko and go build, and time kodev up's save-to-Ready"
 
 deps: apt-deps py-deps go-tools
 
@@ -40,7 +40,7 @@ go-tools:
 	@[ -x $(TOOLS_BIN)/crane ] || GOBIN=$(TOOLS_BIN) go install github.com/google/go-containerregistry/cmd/crane@$(CRANE_VERSION)
 
 lint: py-deps
-	$(PYTHON) -m ruff check kodev tests bench
+	$(PYTHON) -m ruff check kodev tests bench examples
 	$(PYTHON) -m mypy kodev
 
 testenv-up: deps
@@ -65,6 +65,7 @@ demo: deps
 
 bench: deps
 	$(PYTHON) bench/run.py
+	$(PYTHON) bench/up.py
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

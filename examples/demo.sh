@@ -4,6 +4,8 @@
 #   2. kodev build both binaries of examples/demo in one go build, push them
 #   3. run the web image for real with runc (no Docker), as uid 65532
 #   4. kodev apply the manifests: ko:// references become digests, Pods become Ready
+#   5. kodev up on a scratch copy: save a change to the shared package, watch both
+#      Deployments get the new digest and roll, without a re-apply
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -34,6 +36,29 @@ if $PY -m kodev apply --help >/dev/null 2>&1; then
     echo "== kodev apply -f examples/demo/config/app.yaml"
     (cd examples/demo && $PY -m kodev apply -B -f config/app.yaml)
 fi
+echo
+echo "== kodev up -f config/ --no-tui  (on a scratch copy), then a change to internal/greeting"
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+cp -r examples/demo "$scratch/demo"
+git init -q "$scratch/demo"
+log="$scratch/up.log"
+(cd "$scratch/demo" && exec $PY -m kodev up -B -f config/ --no-tui --logs=false) >"$log" 2>&1 &
+up_pid=$!
+wait_for() {  # wait_for PATTERN COUNT: until the up log has COUNT matching lines
+    for _ in $(seq 1 600); do
+        [ "$(grep -c -- "$1" "$log" || true)" -ge "$2" ] && return 0
+        kill -0 "$up_pid" 2>/dev/null || { cat "$log"; echo "kodev up exited"; return 1; }
+        sleep 0.2
+    done
+    cat "$log"; echo "timed out waiting for: $1"; return 1
+}
+wait_for "rollout complete" 2
+sed -i 's/hello from %s/hi from %s/' "$scratch/demo/internal/greeting/greeting.go"
+wait_for "after the save" 4
+kill -TERM "$up_pid"; wait "$up_pid" || true
+cat "$log"
+
 echo
 echo "demo done. The environment keeps running: 'make testenv-down' stops it."
 echo "Try: source $ROOT/.testenv/env; cd examples/demo; kodev build ./cmd/web"
