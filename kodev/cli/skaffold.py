@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 
 SKAFFOLD_API_VERSION = "skaffold/v4beta13"  # Skaffold >= 2.15 reads it
 KO_SCHEME = "ko://"
-TRUE_WORDS = ("1", "t", "true", "yes", "y", "on")
-FALSE_WORDS = ("0", "f", "false", "no", "n", "off")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -199,12 +197,13 @@ def split_image(image: str, source: str) -> tuple[str, str | None]:
 
 def push_wanted(environ: Mapping[str, str]) -> bool:
     """``PUSH_IMAGE``: true (the default, also for Tilt) pushes; false means the Docker daemon."""
-    value = environ.get("PUSH_IMAGE", "true").strip().lower()
-    if value in TRUE_WORDS or value == "":
-        return True
-    if value in FALSE_WORDS:
-        return False
-    raise UsageError(f"PUSH_IMAGE={value!r} is not true or false")
+    from kodev.cli.flags import parse_bool
+
+    value = environ.get("PUSH_IMAGE", "true").strip()
+    try:
+        return value == "" or parse_bool(value)
+    except argparse.ArgumentTypeError:
+        raise UsageError(f"PUSH_IMAGE={value!r} is not true or false") from None
 
 
 def run_build(args: argparse.Namespace) -> int:
