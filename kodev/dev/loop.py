@@ -120,12 +120,21 @@ class DevLoop:
         self.retry_files: set[Path] = set()
         self.retry_at: float | None = None
         self.backoff = 0.5
+        self._deploy_attempts = 0
 
     # ================================================================ lifecycle
 
     def run(self) -> int:
         try:
-            self.start()
+            self.prepare()
+            while not self.deploy():
+                batch = self.changes.next_batch(timeout=None)
+                if ChangeQueue.STOP in batch.requests or self.stopping.is_set():
+                    return 0
+            self._start_cluster_watchers()
+            self.dashboard.emit("watching", f"watching {len(self.targets)} image(s) in "
+                                f"{', '.join(str(p) for p in sorted(self._watch_roots()))}; "
+                                f"quiet period {self.settings.quiet_seconds * 1000:.0f} ms")
             while not self.stopping.is_set():
                 batch = self.changes.next_batch(timeout=self._until_retry())
                 if ChangeQueue.STOP in batch.requests or self.stopping.is_set():
@@ -139,27 +148,40 @@ class DevLoop:
         self.stopping.set()
         self.changes.request(ChangeQueue.STOP)
 
-    def start(self) -> None:
-        """Connect, build and push everything, apply the manifests, start watching."""
+    def prepare(self) -> None:
+        """Read the manifests, connect, and start watching files (before the first build,
+        so that a tree that does not compile yet is fixed by the next save)."""
         self._load_manifests()
-        refs = [r for s in self.selections.values() for r in s.refs]
-        if not refs:
-            names = ", ".join(sorted(p.name for p in self.selections)) or "the -f input"
-            raise UsageError(f"no ko:// references in {names}: nothing to build or watch",
-                             hint="point -f at manifests whose image: fields are ko://IMPORTPATH")
         self._connect()
         self.pipeline = self._make_pipeline()
-        paths = buildable_import_paths(self.pipeline, refs, strict=self.settings.strict,
-                                       warn=self._warn)
-        self._plan(paths)
-        published = self._publish(self.pipeline.rebuild(list(self.targets.values())))
-        for result in published:
+        self.files_watcher = FileWatcher(self.changes)
+        self.files_watcher.watch({self.settings.workdir, *(p.parent for p in self.selections)})
+        self.files_watcher.start()
+
+    def deploy(self) -> bool:
+        """Build and push every image, apply the manifests. False after a compile error
+        (reported; the next save tries again), as the loop does for later builds."""
+        assert self.pipeline is not None
+        if self._deploy_attempts:  # a retry after a fix: the manifests may have changed too
+            self._load_manifests()
+        self._deploy_attempts += 1
+        refs = [r for s in self.selections.values() for r in s.refs]
+        try:
+            paths = buildable_import_paths(self.pipeline, refs, strict=self.settings.strict,
+                                           warn=self._warn)
+            self._plan(paths)
+            built = self.pipeline.rebuild(list(self.targets.values()))
+        except BuildError as exc:
+            self._build_failed(set(self.targets), exc)
+            self.dashboard.emit("waiting", "nothing is deployed until it builds: fix the error "
+                                "and save, kodev up tries again")
+            return False
+        self.failed_builds.clear()
+        self.dashboard.set_error(None)
+        for result in self._publish(built):
             self._record(result)
         self._apply(list(self.selections), started=time.monotonic())
-        self._start_watchers()
-        self.dashboard.emit("watching", f"watching {len(self.targets)} image(s) in "
-                            f"{', '.join(str(p) for p in sorted(self._watch_roots()))}; "
-                            f"quiet period {self.settings.quiet_seconds * 1000:.0f} ms")
+        return True
 
     def shutdown(self) -> None:
         self.stopping.set()
@@ -225,6 +247,10 @@ class DevLoop:
         names = collect_files(self.settings.files, self.settings.recursive)
         for name, selection in zip(names, self._select(names), strict=True):
             self.selections[Path(name).resolve()] = selection
+        if not any(s.refs for s in self.selections.values()):
+            found = ", ".join(sorted(p.name for p in self.selections)) or "the -f input"
+            raise UsageError(f"no ko:// references in {found}: nothing to build or watch",
+                             hint="point -f at manifests whose image: fields are ko://IMPORTPATH")
 
     def _select(self, names: Sequence[str]) -> list[Selection]:
         return select_documents(read_streams(list(names)), self.settings.selector)
@@ -249,11 +275,8 @@ class DevLoop:
         assert self.graph is not None
         return {*self.graph.watched_roots(), *(p.parent for p in self.selections)}
 
-    def _start_watchers(self) -> None:
+    def _start_cluster_watchers(self) -> None:
         assert self.cluster is not None
-        self.files_watcher = FileWatcher(self.changes)
-        self.files_watcher.watch(self._watch_roots())
-        self.files_watcher.start()
         namespaces = {w.namespace for w in self.workload_file}
         self.watch = WorkloadWatch(self.cluster, namespaces or {self.cluster.namespace},
                                    self._on_cluster_change,

@@ -298,3 +298,18 @@ def test_bad_input_is_one_line(up_module: Path, kube_env: Any, kube_namespace: s
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("kodev:")]
     assert len(error_lines) == 1 and expected in error_lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_tree_that_does_not_compile_yet_is_deployed_once_fixed(
+        up_module: Path, start_up: Any, kube_api: Any, kube_namespace: str,
+        kube_env: Any) -> None:
+    main = up_module / "cmd/beta/main.go"
+    edit(main, 'shared.Greeting("beta")', "shared.Greeting(missing)")
+    up = start_up(up_module, kube_env.registry)
+    error = up.wait_for(lambda e: e["event"] == "compile-error")
+    assert "missing" in error["output"]
+    up.wait_for(lambda e: e["event"] == "waiting")
+    assert deployment_images(kube_api, kube_namespace) == {}  # nothing half-deployed
+    edit(main, "shared.Greeting(missing)", 'shared.Greeting("beta")')
+    _started(up)
+    assert set(deployment_images(kube_api, kube_namespace)) == set(NAMES)
