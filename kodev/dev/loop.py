@@ -40,6 +40,7 @@ from kodev.kube.resolve import (
     Selection,
     buildable_import_paths,
     collect_files,
+    distinct_import_paths,
     read_streams,
     render_documents,
     select_documents,
@@ -52,6 +53,7 @@ from kodev.kube.rollout import (
     swap_images,
 )
 from kodev.publish import Built, Event, Pipeline, Published, PublishOptions, Target
+from kodev.yamlsub import KoRef
 
 MAX_BACKOFF_SECONDS = 8.0
 RETRIABLE = (RegistryError, KubeError, OSError)
@@ -167,9 +169,7 @@ class DevLoop:
         self._deploy_attempts += 1
         refs = [r for s in self.selections.values() for r in s.refs]
         try:
-            paths = buildable_import_paths(self.pipeline, refs, strict=self.settings.strict,
-                                           warn=self._warn)
-            self._plan(paths)
+            self._plan_references(refs)
             built = self.pipeline.rebuild(list(self.targets.values()))
         except BuildError as exc:
             self._build_failed(set(self.targets), exc)
@@ -270,6 +270,19 @@ class DevLoop:
             self.planner.use_graph(graph)
         if self.files_watcher is not None:
             self.files_watcher.watch(self._watch_roots())
+
+    def _plan_references(self, refs: Sequence[KoRef]) -> list[str]:
+        """Plan the ``ko://`` import paths with ONE go list; only when that fails, find out
+        which value is wrong (an error) or merely not a main package (skipped, warned)."""
+        paths = distinct_import_paths(refs)
+        try:
+            self._plan(paths)
+        except BuildError:
+            assert self.pipeline is not None
+            paths = buildable_import_paths(self.pipeline, refs, strict=self.settings.strict,
+                                           warn=self._warn)
+            self._plan(paths)
+        return paths
 
     def _watch_roots(self) -> set[Path]:
         assert self.graph is not None
@@ -544,11 +557,8 @@ class DevLoop:
             new_paths = [r.import_path for f in files for r in self.selections[f].refs
                          if r.import_path not in self.targets]
             if new_paths:
-                paths = buildable_import_paths(self.pipeline, [
-                    r for f in files for r in self.selections[f].refs
-                    if r.import_path in new_paths], strict=self.settings.strict,
-                    warn=self._warn)
-                self._plan(paths)
+                paths = self._plan_references([r for f in files for r in self.selections[f].refs
+                                               if r.import_path in new_paths])
                 for result in self._publish(self.pipeline.rebuild(
                         [self.targets[p] for p in paths])):
                     self._record(result)
