@@ -116,6 +116,7 @@ class DevLoop:
         self._pending_lock = threading.Lock()
         self.watch: WorkloadWatch | None = None
         self.log_followers: list[Any] = []  # kodev.kube.logs.LogFollower, imported lazily
+        self.logged_namespaces: set[str] = set()
         self.files_watcher: FileWatcher | None = None
         self.failed_builds: set[str] = set()
         self.retry_images: set[str] = set()
@@ -207,6 +208,7 @@ class DevLoop:
 
     def _connect(self) -> None:
         from kodev.cache import default_cache_dir
+        from kodev.config import load_config
         from kodev.kube.client import connect, dynamic_client
         from kodev.kube.cluster_info import local_registry, node_platforms
 
@@ -214,7 +216,8 @@ class DevLoop:
         dynamic = dynamic_client(self.cluster, default_cache_dir(self.environ) / "kube")
         self.kube = Kube(self.cluster, dynamic, timeout=self.settings.timeout)
         options = self.settings.options
-        if not options.platforms and not self.environ.get("KO_DEFAULTPLATFORMS") \
+        configured = load_config(self.settings.workdir, self.environ).default_platforms
+        if not options.platforms and not configured \
                 and not self.environ.get("GOOS") and not self.environ.get("GOARCH"):
             platforms = tuple(node_platforms(self.cluster))
             if platforms:
@@ -305,6 +308,7 @@ class DevLoop:
 
         assert self.cluster is not None
         for namespace in sorted(namespaces):
+            self.logged_namespaces.add(namespace)
             follower = LogFollower(self.cluster, namespace, None, None,
                                    LogOptions(tail=10, follow=True), self._log_event)
             try:
@@ -543,8 +547,11 @@ class DevLoop:
                     self.pending[workload] = PendingRollout(runs, started, 0, "apply")
                 for ip in runs:
                     self.dashboard.update(ip, state=ROLLING)
-        if self.watch is not None:
-            self.watch.add_namespaces({w.namespace for w in self.workload_file})
+        if self.watch is not None:  # a re-applied file may bring a new namespace
+            namespaces = {w.namespace for w in self.workload_file}
+            self.watch.add_namespaces(namespaces)
+            if self.settings.logs:
+                self._follow_logs(namespaces - self.logged_namespaces)
 
     def _reapply(self, files: Sequence[Path], started: float) -> None:
         """A YAML file changed (or a workload from it was deleted): read it again, build

@@ -7,6 +7,7 @@ through inotify; results are checked in the API server and the registry.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -313,3 +314,18 @@ def test_a_tree_that_does_not_compile_yet_is_deployed_once_fixed(
     edit(main, "shared.Greeting(missing)", 'shared.Greeting("beta")')
     _started(up)
     assert set(deployment_images(kube_api, kube_namespace)) == set(NAMES)
+
+
+def test_configured_platforms_win_over_the_nodes(
+        up_module: Path, start_up: Any, kube_api: Any, kube_namespace: str,
+        kube_env: Any) -> None:
+    """.ko.yaml's defaultPlatforms (here arm64 on an amd64 cluster) is what gets built."""
+    (up_module / ".ko.yaml").write_text(
+        "defaultBaseImage: kodev://minimal\ndefaultPlatforms: [linux/arm64]\n")
+    up = start_up(up_module, kube_env.registry)
+    _started(up)
+    assert not [e for e in up.of_kind("cluster") if "platforms" in e]
+    image = deployment_images(kube_api, kube_namespace)["gamma"]
+    config = subprocess.run([tool("crane"), "config", image], check=True,
+                            capture_output=True, text=True).stdout
+    assert json.loads(config)["architecture"] == "arm64"
