@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 from pathlib import Path
@@ -50,18 +49,4 @@ def run(args: argparse.Namespace) -> int:
             code = loop.run()
     except KeyboardInterrupt:
         code = 0  # Ctrl-C is how a dev loop ends; shutdown already ran in loop.run
-    exit_now(code)
     return code
-
-
-def exit_now(code: int) -> None:
-    """End the process once the loop has shut down, without interpreter finalization.
-
-    Watch and log threads may still sit in blocking TLS reads (a watch is only closed by
-    the server, minutes later); tearing the interpreter down under them aborted the
-    process now and then (SIGABRT, seen in about 1 exit in 10). Everything that matters
-    is done by now: objects cleaned up, files written atomically, output flushed here.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)

@@ -296,7 +296,8 @@ class DevLoop:
         namespaces = {w.namespace for w in self.workload_file}
         self.watch = WorkloadWatch(self.cluster, namespaces or {self.cluster.namespace},
                                    self._on_cluster_change,
-                                   label_selector="app.kubernetes.io/managed-by=kodev")
+                                   label_selector="app.kubernetes.io/managed-by=kodev",
+                                   on_error=self._watch_failed)
         self.watch.start()
         if self.settings.logs:
             self._follow_logs(namespaces or {self.cluster.namespace})
@@ -658,6 +659,10 @@ class DevLoop:
             self._reapply([path], time.monotonic())
 
     # ================================================================ failures
+
+    def _watch_failed(self, exc: BaseException) -> None:
+        self.dashboard.emit("error", f"stopped watching the cluster: {exc} (rollouts are no "
+                            "longer followed; restart kodev up)")
 
     def _warn(self, message: str) -> None:
         self.dashboard.emit("warning", message)

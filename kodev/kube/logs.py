@@ -26,17 +26,14 @@ The engine of ``kodev logs`` and of the log pane of ``kodev up``. What it does, 
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import json
 import re
-import socket
 import threading
 import time
 import urllib.parse
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -45,13 +42,17 @@ from kodev.errors import KubeError, UsageError
 from kodev.kube.apply import MANAGED_BY_LABEL
 from kodev.kube.client import Cluster, api_errors, is_not_found
 from kodev.kube.selector import LabelSelector, parse_selector, workload_selector
+from kodev.kube.watch import (
+    MAX_BACKOFF_S,
+    WORKLOAD_APIS,
+    ApiHttp,
+    ListWatch,
+    collection_path,
+    is_transient,
+    iter_lines,
+    shutdown_connection,
+)
 
-# kind -> (API path prefix, plural)
-WORKLOAD_KINDS: dict[str, tuple[str, str]] = {
-    "Deployment": ("/apis/apps/v1", "deployments"),
-    "StatefulSet": ("/apis/apps/v1", "statefulsets"),
-    "DaemonSet": ("/apis/apps/v1", "daemonsets"),
-}
 _KIND_ALIASES = {
     alias: kind
     for kind, aliases in {
@@ -65,9 +66,6 @@ _KIND_ALIASES = {
 }
 _PALETTE = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
 _TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
-WATCH_TIMEOUT_S = 300  # the server ends a watch after this; it is then resumed
-CONNECT_TIMEOUT_S = 10.0
-MAX_BACKOFF_S = 2.0
 STOP_JOIN_S = 1.5
 OutputMode = Literal["default", "raw", "json"]
 
@@ -258,100 +256,6 @@ class Replay:
         return True
 
 
-# --------------------------------------------------------------------------- HTTP
-
-
-class _Http:
-    """Raw GETs through the kubernetes ApiClient (auth, TLS, proxies as configured)."""
-
-    def __init__(self, cluster: Cluster) -> None:
-        from kubernetes import client
-
-        configuration = copy.deepcopy(cluster.api.configuration)
-        # One connection per followed container: a larger pool avoids urllib3's
-        # "connection pool is full" warnings.
-        configuration.connection_pool_maxsize = 256
-        self.cluster = cluster
-        self.api: Any = client.ApiClient(configuration)
-
-    def open(self, path: str, params: Sequence[tuple[str, str]], *,
-             read_timeout: float | None, accept: str = "application/json") -> Any:
-        """The urllib3 response, not read yet; raises ApiException for non-2xx."""
-        from kubernetes.client.exceptions import ApiException
-
-        method, url, headers, body, post = self.api.param_serialize(
-            "GET", path, query_params=list(params), header_params={"Accept": accept},
-            auth_settings=["BearerToken"])
-        response = self.api.call_api(method, url, headers, body, post,
-                                     _request_timeout=(CONNECT_TIMEOUT_S, read_timeout))
-        if not 200 <= response.status <= 299:
-            response.read()
-            raise ApiException.from_response(http_resp=response, body=None, data=None)
-        return response.response
-
-    def stream_connection(self, path: str, params: Sequence[tuple[str, str]]
-                          ) -> tuple[Any, str, dict[str, str]]:
-        """A new connection of its own (not pooled) plus the request target and headers.
-
-        A log stream gets its own connection because the API sends a followed log's
-        headers only with its first line: a reader blocked before that can only be
-        released by shutting the socket down, which needs the connection in hand.
-        """
-        _method, url, headers, _body, _post = self.api.param_serialize(
-            "GET", path, query_params=list(params), header_params={"Accept": "*/*"},
-            auth_settings=["BearerToken"])
-        pool = self.api.rest_client.pool_manager.connection_from_url(url)
-        connection = pool._new_conn()  # same TLS, proxy and certificates as the pool
-        connection.timeout = CONNECT_TIMEOUT_S
-        parts = urllib.parse.urlsplit(url)
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
-        return connection, target, dict(headers)
-
-    def get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
-        response = self.open(path, params, read_timeout=60.0)
-        try:
-            return json.loads(response.data)
-        finally:
-            response.release_conn()
-
-    def close(self) -> None:
-        self.api.close()
-
-
-def iter_lines(response: Any) -> Iterator[str]:
-    """Complete lines of a streamed response as they arrive; a partial last line is
-    yielded only when the stream ends cleanly."""
-    pending = b""
-    for chunk in response.stream(None):
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            yield line.decode("utf-8", "replace")
-    if pending:
-        yield pending.decode("utf-8", "replace")
-
-
-def _shutdown(response: Any) -> None:
-    """Unblock a reader of ``response`` in another thread."""
-    with contextlib.suppress(OSError, AttributeError, ValueError, RuntimeError):
-        response.shutdown()
-
-
-def _shutdown_connection(connection: Any) -> None:
-    """Unblock a reader of ``connection`` in another thread, even before any response."""
-    sock = getattr(connection, "sock", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-
-
-def _is_transient(exc: BaseException) -> bool:
-    import urllib3
-    from kubernetes.client.exceptions import ApiException
-
-    return isinstance(exc, urllib3.exceptions.HTTPError | OSError | ApiException | ValueError)
-
-
 # --------------------------------------------------------------------------- streams
 
 
@@ -392,7 +296,7 @@ class _ContainerStream:
         self.stopped.set()
         with self._lock:
             if self._connection is not None:
-                _shutdown_connection(self._connection)
+                shutdown_connection(self._connection)
 
     def _path(self) -> str:
         quote = urllib.parse.quote
@@ -417,7 +321,7 @@ class _ContainerStream:
         try:
             response = self._open(params, read_timeout=60.0)
         except Exception as exc:  # best effort: the new instance matters more
-            if not _is_transient(exc):
+            if not is_transient(exc):
                 raise
             return
         self._read(response, replay)
@@ -430,7 +334,7 @@ class _ContainerStream:
             try:
                 response = self._open(params, read_timeout=None if follow else 60.0)
             except Exception as exc:  # classified below
-                if not _is_transient(exc) or is_not_found(exc):
+                if not is_transient(exc) or is_not_found(exc):
                     return  # the Pod is gone: its removal notice comes from the watch
                 reported = self._report_retry(exc, reported)
                 dropped = True
@@ -517,7 +421,7 @@ class _ContainerStream:
                                                self.key.container, message))
             return True
         except Exception as exc:  # a drop is resumed by the caller
-            if not _is_transient(exc):
+            if not is_transient(exc):
                 raise
             return False
         finally:
@@ -525,16 +429,6 @@ class _ContainerStream:
 
 
 # --------------------------------------------------------------------------- watches
-
-
-@dataclass
-class _Resource:
-    """One list+watch: pods, or one workload kind."""
-
-    kind: str  # "Pod" or a workload kind
-    path: str
-    params: tuple[tuple[str, str], ...]
-    resource_version: str | None = None
 
 
 class LogFollower:
@@ -559,7 +453,7 @@ class LogFollower:
         self.pattern = _compile_container_pattern(options.container)
         if self.selector:
             parse_selector(self.selector)  # a bad selector is a UsageError here
-        self.http = _Http(cluster)
+        self.http = ApiHttp(cluster)
         self._lock = threading.Lock()
         self._sink_lock = threading.Lock()
         self._stopped = threading.Event()
@@ -567,8 +461,8 @@ class LogFollower:
         self._pods: dict[tuple[str, str], Mapping[str, Any]] = {}
         self._workloads: dict[tuple[str, str, str], Workload] = {}
         self._streams: dict[_StreamKey, _ContainerStream] = {}
-        self._watches: list[threading.Thread] = []
-        self._responses: set[Any] = set()
+        self._watches: list[ListWatch] = []
+        self._watch_threads: list[threading.Thread] = []
         self._started = False
         self._closed = False
         self._api_lost = False
@@ -583,18 +477,18 @@ class LogFollower:
             return
         self._started = True
         self._check_namespace()
-        resources = self._resources()
-        for resource in resources:
-            with api_errors(self.cluster, f"list {resource.path}"):
-                self._relist(resource)
+        self._watches = self._make_watches()
+        for watch in self._watches:
+            with api_errors(self.cluster, f"list {watch.path}"):
+                watch.list()
         self._initial = False
         if not self._streams:
             self._notice_nothing_yet()
         if self.options.follow:
-            for resource in resources:
-                thread = threading.Thread(target=self._watch_loop, args=(resource,),
-                                          daemon=True, name=f"watch {resource.kind}")
-                self._watches.append(thread)
+            for watch in self._watches:
+                thread = threading.Thread(target=watch.run, daemon=True,
+                                          name=f"watch {watch.path}")
+                self._watch_threads.append(thread)
                 thread.start()
 
     def run(self) -> None:
@@ -618,12 +512,11 @@ class LogFollower:
         self._stopped.set()
         with self._lock:
             streams = list(self._streams.values())
-            responses = list(self._responses)
         for stream in streams:
             stream.stop()
-        for response in responses:
-            _shutdown(response)
-        for thread in [*self._watches, *(s.thread for s in streams)]:
+        for watch in self._watches:
+            watch.close()
+        for thread in [*self._watch_threads, *(s.thread for s in streams)]:
             if thread.is_alive() and thread is not threading.current_thread():
                 thread.join(STOP_JOIN_S)
         self.http.close()
@@ -681,20 +574,25 @@ class LogFollower:
                 if exc.status != 403:  # without the right to read namespaces: go on
                     raise
 
-    def _resources(self) -> list[_Resource]:
+    def _make_watches(self) -> list[ListWatch]:
         """Pods plus the workload kinds to watch, after checking named workloads exist."""
-        kinds = list(WORKLOAD_KINDS)
+        kinds = list(WORKLOAD_APIS)
         workload_params: tuple[tuple[str, str], ...] = ((
             ("labelSelector", f"{MANAGED_BY_LABEL}=kodev"),) if self.named is None else ())
         if self.named is not None:
             kinds = self._check_named()
-        scope = "" if self.namespace is None else \
-            f"/namespaces/{urllib.parse.quote(self.namespace)}"
         pod_params = (("labelSelector", self.selector),) if self.selector else ()
-        resources = [_Resource(kind, f"{WORKLOAD_KINDS[kind][0]}{scope}/"
-                               f"{WORKLOAD_KINDS[kind][1]}", workload_params)
-                     for kind in kinds]
-        return [*resources, _Resource("Pod", f"/api/v1{scope}/pods", pod_params)]
+        return [self._list_watch(kind, params)
+                for kind, params in [*((k, workload_params) for k in kinds),
+                                     ("Pod", pod_params)]]
+
+    def _list_watch(self, kind: str, params: Sequence[tuple[str, str]]) -> ListWatch:
+        return ListWatch(
+            self.http, collection_path(kind, self.namespace), params,
+            on_list=lambda items: self._on_list(kind, items),
+            on_event=lambda event, obj: self._on_event(kind, event, obj),
+            on_connection=lambda ok: self._api_state(lost=not ok),
+            on_fatal=self.fail)
 
     def _check_named(self) -> list[str]:
         """The kinds the named workloads have; KubeError for a name that does not exist."""
@@ -702,21 +600,18 @@ class LogFollower:
         kinds: set[str] = set()
         resolved: list[tuple[str, str]] = []
         for kind, name in self.named:
-            found = [k for k in ([kind] if kind else list(WORKLOAD_KINDS))
+            found = [k for k in ([kind] if kind else list(WORKLOAD_APIS))
                      if self._exists(k, name)]
             if not found:
                 raise self._not_found(kind, name)
             kinds.update(found)
             resolved.extend((k, name) for k in found)
         self.named = resolved
-        return [k for k in WORKLOAD_KINDS if k in kinds]
+        return [k for k in WORKLOAD_APIS if k in kinds]
 
     def _exists(self, kind: str, name: str) -> bool:
-        prefix, plural = WORKLOAD_KINDS[kind]
-        scope = "" if self.namespace is None else \
-            f"/namespaces/{urllib.parse.quote(self.namespace)}"
-        with api_errors(self.cluster, f"list {plural}"):
-            found = self.http.get(f"{prefix}{scope}/{plural}",
+        with api_errors(self.cluster, f"list {WORKLOAD_APIS[kind][1]}"):
+            found = self.http.get(collection_path(kind, self.namespace),
                                   [("fieldSelector", f"metadata.name={name}")])
         return bool(found.get("items"))
 
@@ -739,35 +634,15 @@ class LogFollower:
 
     # ---- list + watch
 
-    def _relist(self, resource: _Resource) -> None:
-        listing = self.http.get(resource.path, resource.params)
-        items = listing.get("items") or []
+    def _on_list(self, kind: str, items: list[dict[str, Any]]) -> None:
         with self._lock:
-            if resource.kind == "Pod":
+            if kind == "Pod":
                 self._pods = {_pod_key(p): p for p in items}
             else:
-                self._workloads = {k: w for k, w in self._workloads.items()
-                                   if k[1] != resource.kind}
+                self._workloads = {k: w for k, w in self._workloads.items() if k[1] != kind}
                 for item in items:
-                    self._set_workload(resource.kind, item)
-            resource.resource_version = (listing.get("metadata") or {}).get("resourceVersion")
+                    self._set_workload(kind, item)
         self._reconcile()
-
-    def _watch_loop(self, resource: _Resource) -> None:
-        backoff = 0.25
-        while not self._stopped.is_set():
-            try:
-                if resource.resource_version is None:
-                    self._relist(resource)
-                self._watch(resource)
-                backoff = 0.25
-            except Exception as exc:  # retried; classified below
-                if not _is_transient(exc):
-                    self.fail(exc)
-                    return
-                self._api_state(lost=True)
-                self._stopped.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
 
     def _api_state(self, *, lost: bool) -> None:
         """One notice when the API is lost and one when it is back, for all watches."""
@@ -778,49 +653,19 @@ class LogFollower:
                         f"lost the connection to the API at {self.cluster.host}; retrying"
                         if lost else f"reconnected to the API at {self.cluster.host}")
 
-    def _watch(self, resource: _Resource) -> None:
-        """One watch request from the last resourceVersion; a 410 asks for a relist."""
-        params = [*resource.params, ("watch", "1"), ("allowWatchBookmarks", "true"),
-                  ("timeoutSeconds", str(WATCH_TIMEOUT_S)),
-                  ("resourceVersion", resource.resource_version or "")]
-        response = self.http.open(resource.path, params, read_timeout=WATCH_TIMEOUT_S + 30)
-        self._api_state(lost=False)
-        with self._lock:
-            self._responses.add(response)
-        if self._stopped.is_set():
-            _shutdown(response)
-        try:
-            for raw in iter_lines(response):
-                event = json.loads(raw)
-                obj = event.get("object") or {}
-                if event.get("type") == "ERROR":
-                    if obj.get("code") == 410:
-                        resource.resource_version = None  # expired: list again
-                        return
-                    raise ValueError(f"watch error: {obj.get('message')}")
-                self._apply_event(resource, str(event.get("type")), obj)
-        finally:
-            with self._lock:
-                self._responses.discard(response)
-            response.release_conn()
-
-    def _apply_event(self, resource: _Resource, kind: str, obj: Mapping[str, Any]) -> None:
+    def _on_event(self, kind: str, event: str, obj: Mapping[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         with self._lock:
-            resource.resource_version = meta.get("resourceVersion",
-                                                 resource.resource_version)
-            if kind == "BOOKMARK":
-                return
-            if resource.kind == "Pod":
-                if kind == "DELETED":
+            if kind == "Pod":
+                if event == "DELETED":
                     self._pods.pop(_pod_key(obj), None)
                 else:
                     self._pods[_pod_key(obj)] = obj
-            elif kind == "DELETED":
-                self._workloads.pop((str(meta.get("namespace")), resource.kind,
+            elif event == "DELETED":
+                self._workloads.pop((str(meta.get("namespace")), kind,
                                      str(meta.get("name"))), None)
             else:
-                self._set_workload(resource.kind, obj)
+                self._set_workload(kind, obj)
         self._reconcile()
 
     def _set_workload(self, kind: str, obj: Mapping[str, Any]) -> None:

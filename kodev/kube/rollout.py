@@ -10,17 +10,17 @@ state whether a rollout is complete, still going, or stuck (and why).
 
 from __future__ import annotations
 
+import functools
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kodev.kube.client import Cluster, api_errors, is_not_found
 from kodev.kube.selector import workload_selector
+from kodev.kube.watch import WORKLOAD_APIS, ApiHttp, ListWatch, collection_path, snake_case
 
-ROLLABLE_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
-_PLURAL = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set"}
+ROLLABLE_KINDS = tuple(WORKLOAD_APIS)  # Deployment, StatefulSet, DaemonSet
 POD_PROBLEMS = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName",
                 "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
 
@@ -73,7 +73,7 @@ def swap_images(cluster: Cluster, workload: WorkloadRef,
     from kubernetes.client.exceptions import ApiException
 
     apps: Any = client.AppsV1Api(cluster.api)
-    patch = getattr(apps, f"patch_namespaced_{_PLURAL[workload.kind]}")
+    patch = getattr(apps, f"patch_namespaced_{snake_case(workload.kind)}")
     with api_errors(cluster, f"patch {workload} in namespace {workload.namespace}"):
         try:
             result = patch(workload.name, workload.namespace, image_patch(images),
@@ -152,46 +152,51 @@ Listener = Callable[[str, WorkloadRef | None], None]  # ("changed" | "deleted", 
 
 
 class WorkloadWatch:
-    """Latest state of the workloads and Pods in some namespaces, from watch streams.
-
-    One thread per (resource, namespace): list, then watch from the list's
-    resourceVersion; on any error (API server gone, 410 Gone) it waits with backoff and
-    lists again, so state converges after an outage.
-    """
+    """Latest state of the workloads and Pods in some namespaces, kept by one
+    :class:`~kodev.kube.watch.ListWatch` per (kind, namespace) in its own thread, so
+    state converges again after an outage. ``stop()`` ends the watches at once."""
 
     def __init__(self, cluster: Cluster, namespaces: Iterable[str], listener: Listener,
-                 *, label_selector: str | None = None) -> None:
+                 *, label_selector: str | None = None,
+                 on_error: Callable[[BaseException], None] | None = None) -> None:
         self.cluster = cluster
-        self.namespaces = sorted(set(namespaces))
+        self.on_error = on_error  # a watch that cannot go on (not an outage: a bug)
+        self.namespaces: list[str] = []
+        self._initial_namespaces = sorted(set(namespaces))
         self.listener = listener
         self.label_selector = label_selector
         self.workloads: dict[WorkloadRef, dict[str, Any]] = {}
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
         self.lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self.connected = threading.Event()
+        self._http: ApiHttp | None = None
+        self._watches: list[ListWatch] = []
 
     def start(self) -> None:
-        for namespace in self.namespaces:
-            for kind in (*ROLLABLE_KINDS, "Pod"):
-                thread = threading.Thread(target=self._follow, args=(kind, namespace),
-                                          name=f"watch-{kind}-{namespace}", daemon=True)
-                thread.start()
-                self._threads.append(thread)
+        self._http = ApiHttp(self.cluster)
+        self.add_namespaces(self._initial_namespaces)
 
     def stop(self) -> None:
-        self._stop.set()
+        for watch in self._watches:
+            watch.close()
+        if self._http is not None:
+            self._http.close()
 
     def add_namespaces(self, namespaces: Iterable[str]) -> None:
+        assert self._http is not None, "start() first"
         new = sorted(set(namespaces) - set(self.namespaces))
         self.namespaces.extend(new)
         for namespace in new:
             for kind in (*ROLLABLE_KINDS, "Pod"):
-                thread = threading.Thread(target=self._follow, args=(kind, namespace),
-                                          daemon=True)
-                thread.start()
-                self._threads.append(thread)
+                params = (("labelSelector", self.label_selector),) \
+                    if self.label_selector and kind != "Pod" else ()
+                watch = ListWatch(
+                    self._http, collection_path(kind, namespace), params,
+                    on_list=functools.partial(self._replace, kind, namespace),
+                    on_event=functools.partial(self._apply_event, kind),
+                    on_fatal=self.on_error)
+                self._watches.append(watch)
+                threading.Thread(target=watch.run, name=f"watch {watch.path}",
+                                 daemon=True).start()
 
     def status(self, workload: WorkloadRef) -> RolloutStatus | None:
         with self.lock:
@@ -209,46 +214,7 @@ class WorkloadWatch:
             data = self.workloads.get(workload) or {}
         return int((data.get("metadata") or {}).get("generation") or 0)
 
-    # ---------------------------------------------------------------- threads
-
-    def _list_method(self, kind: str) -> Callable[..., Any]:
-        from kubernetes import client
-
-        api: Any = client.CoreV1Api(self.cluster.api) if kind == "Pod" \
-            else client.AppsV1Api(self.cluster.api)
-        name = "pod" if kind == "Pod" else _PLURAL[kind]
-        method: Callable[..., Any] = getattr(api, f"list_namespaced_{name}")
-        return method
-
-    def _follow(self, kind: str, namespace: str) -> None:
-        from kubernetes import watch as untyped_watch
-
-        watch: Any = untyped_watch
-        method = self._list_method(kind)
-        serialize = self.cluster.api.sanitize_for_serialization
-        selector = self.label_selector if kind != "Pod" else None
-        backoff = 0.2
-        while not self._stop.is_set():
-            try:
-                listed = method(namespace, label_selector=selector or None)
-                items = [serialize(i) for i in listed.items]
-                self._replace(kind, namespace, items)
-                version = listed.metadata.resource_version
-                stream: Any = watch.Watch()
-                backoff = 0.2
-                for event in stream.stream(method, namespace, label_selector=selector or None,
-                                           resource_version=version, timeout_seconds=240,
-                                           _request_timeout=(5, 300)):
-                    if self._stop.is_set():
-                        stream.stop()
-                        return
-                    if event["type"] == "ERROR":
-                        break
-                    self._apply_event(kind, event["type"], serialize(event["object"]))
-            except Exception:  # any failure (outage, 410 Gone): back off, list again
-                if self._stop.wait(backoff):
-                    return
-                backoff = min(backoff * 2, 5.0)
+    # ---------------------------------------------------------------- callbacks
 
     def _key(self, kind: str, data: Mapping[str, Any]) -> Any:
         metadata = data.get("metadata") or {}
@@ -289,13 +255,3 @@ def _in(kind: str, key: Any, namespace: str) -> bool:
     if kind == "Pod":
         return bool(key[0] == namespace)
     return bool(key.kind == kind and key.namespace == namespace)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
-    """For tests and start-up only: poll a local condition (no API calls)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(step)
-    return condition()

@@ -1,0 +1,225 @@
+"""Raw requests to the API server, and list+watch of a collection that survives outages.
+
+Both ``kodev logs`` (Pods and workloads, to know which containers to follow) and
+``kodev up`` (workload status, to follow rollouts) keep a local copy of some collections
+up to date through :class:`ListWatch`: list, then watch from the list's
+``resourceVersion``; a 410 Gone lists again; a dropped connection or an API server
+restart backs off and carries on; ``close()`` unblocks a reader at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import re
+import socket
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from kodev.kube.client import Cluster
+
+# The workload kinds kodev follows: kind -> (API path prefix, plural).
+WORKLOAD_APIS: dict[str, tuple[str, str]] = {
+    "Deployment": ("/apis/apps/v1", "deployments"),
+    "StatefulSet": ("/apis/apps/v1", "statefulsets"),
+    "DaemonSet": ("/apis/apps/v1", "daemonsets"),
+}
+WATCH_TIMEOUT_S = 300  # the server ends a watch after this; it is then resumed
+CONNECT_TIMEOUT_S = 10.0
+MAX_BACKOFF_S = 2.0
+
+
+def collection_path(kind: str, namespace: str | None) -> str:
+    """``/api/v1/namespaces/NS/pods``, ``/apis/apps/v1/deployments`` (all namespaces), ..."""
+    prefix, plural = ("/api/v1", "pods") if kind == "Pod" else WORKLOAD_APIS[kind]
+    scope = "" if namespace is None else f"/namespaces/{urllib.parse.quote(namespace)}"
+    return f"{prefix}{scope}/{plural}"
+
+
+def snake_case(kind: str) -> str:
+    """``StatefulSet`` -> ``stateful_set``: the kubernetes client's method names."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()
+
+
+class ApiHttp:
+    """Raw GETs through the kubernetes ApiClient (auth, TLS, proxies as configured)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        from kubernetes import client
+
+        configuration = copy.deepcopy(cluster.api.configuration)
+        # One connection per followed container: a larger pool avoids urllib3's
+        # "connection pool is full" warnings.
+        configuration.connection_pool_maxsize = 256
+        self.cluster = cluster
+        self.api: Any = client.ApiClient(configuration)
+
+    def open(self, path: str, params: Sequence[tuple[str, str]], *,
+             read_timeout: float | None, accept: str = "application/json") -> Any:
+        """The urllib3 response, not read yet; raises ApiException for non-2xx."""
+        from kubernetes.client.exceptions import ApiException
+
+        method, url, headers, body, post = self.api.param_serialize(
+            "GET", path, query_params=list(params), header_params={"Accept": accept},
+            auth_settings=["BearerToken"])
+        response = self.api.call_api(method, url, headers, body, post,
+                                     _request_timeout=(CONNECT_TIMEOUT_S, read_timeout))
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return response.response
+
+    def stream_connection(self, path: str, params: Sequence[tuple[str, str]]
+                          ) -> tuple[Any, str, dict[str, str]]:
+        """A new connection of its own (not pooled) plus the request target and headers.
+
+        A log stream gets its own connection because the API sends a followed log's
+        headers only with its first line: a reader blocked before that can only be
+        released by shutting the socket down, which needs the connection in hand.
+        """
+        _method, url, headers, _body, _post = self.api.param_serialize(
+            "GET", path, query_params=list(params), header_params={"Accept": "*/*"},
+            auth_settings=["BearerToken"])
+        pool = self.api.rest_client.pool_manager.connection_from_url(url)
+        connection = pool._new_conn()  # same TLS, proxy and certificates as the pool
+        connection.timeout = CONNECT_TIMEOUT_S
+        parts = urllib.parse.urlsplit(url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        return connection, target, dict(headers)
+
+    def get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
+        response = self.open(path, params, read_timeout=60.0)
+        try:
+            return json.loads(response.data)
+        finally:
+            response.release_conn()
+
+    def close(self) -> None:
+        self.api.close()
+
+
+def iter_lines(response: Any) -> Iterator[str]:
+    """Complete lines of a streamed response as they arrive; a partial last line is
+    yielded only when the stream ends cleanly."""
+    pending = b""
+    for chunk in response.stream(None):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line.decode("utf-8", "replace")
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
+
+def shutdown_response(response: Any) -> None:
+    """Unblock a reader of ``response`` in another thread."""
+    with contextlib.suppress(OSError, AttributeError, ValueError, RuntimeError):
+        response.shutdown()
+
+
+def shutdown_connection(connection: Any) -> None:
+    """Unblock a reader of ``connection`` in another thread, even before any response."""
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def is_transient(exc: BaseException) -> bool:
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+
+    return isinstance(exc, urllib3.exceptions.HTTPError | OSError | ApiException | ValueError)
+
+
+class ListWatch:
+    """Keeps one collection in sync through callbacks: ``on_list(items)`` after every
+    (re)list, ``on_event(type, object)`` for every watch event (bookmarks excluded),
+    ``on_connection(ok)`` when requests start failing or work again.
+
+    ``list()`` lists once and raises on failure (start-up checks); ``run()`` then loops
+    until ``close()``, backing off 0.25 s doubling to 2 s on transient errors. A
+    non-transient error goes to ``on_fatal`` and ends the loop.
+    """
+
+    def __init__(self, http: ApiHttp, path: str, params: Sequence[tuple[str, str]], *,
+                 on_list: Callable[[list[dict[str, Any]]], None],
+                 on_event: Callable[[str, dict[str, Any]], None],
+                 on_connection: Callable[[bool], None] | None = None,
+                 on_fatal: Callable[[BaseException], None] | None = None) -> None:
+        self.http = http
+        self.path = path
+        self.params = tuple(params)
+        self.on_list = on_list
+        self.on_event = on_event
+        self.on_connection = on_connection or (lambda ok: None)
+        self.on_fatal = on_fatal
+        self.resource_version: str | None = None
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._response: Any = None
+
+    def list(self) -> None:
+        listing = self.http.get(self.path, self.params)
+        self.resource_version = (listing.get("metadata") or {}).get("resourceVersion")
+        self.on_list(list(listing.get("items") or []))
+
+    def run(self) -> None:
+        backoff = 0.25
+        while not self._closed.is_set():
+            try:
+                if self.resource_version is None:
+                    self.list()
+                self._watch()
+                backoff = 0.25
+            except Exception as exc:  # transient ones are retried
+                if self._closed.is_set():
+                    return
+                if not is_transient(exc):
+                    if self.on_fatal is None:
+                        raise
+                    self.on_fatal(exc)
+                    return
+                self.on_connection(False)
+                self._closed.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._lock:
+            response = self._response
+        if response is not None:
+            shutdown_response(response)
+
+    def _watch(self) -> None:
+        """One watch request from the last resourceVersion; a 410 asks for a relist."""
+        params = [*self.params, ("watch", "1"), ("allowWatchBookmarks", "true"),
+                  ("timeoutSeconds", str(WATCH_TIMEOUT_S)),
+                  ("resourceVersion", self.resource_version or "")]
+        response = self.http.open(self.path, params, read_timeout=WATCH_TIMEOUT_S + 30)
+        self.on_connection(True)
+        with self._lock:
+            self._response = response
+        if self._closed.is_set():
+            shutdown_response(response)
+        try:
+            for raw in iter_lines(response):
+                event = json.loads(raw)
+                obj = event.get("object") or {}
+                kind = str(event.get("type"))
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        self.resource_version = None  # expired: list again
+                        return
+                    raise ValueError(f"watch error: {obj.get('message')}")
+                self.resource_version = (obj.get("metadata") or {}).get(
+                    "resourceVersion", self.resource_version)
+                if kind != "BOOKMARK":
+                    self.on_event(kind, obj)
+        finally:
+            with self._lock:
+                self._response = None
+            response.release_conn()
