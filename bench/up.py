@@ -27,18 +27,11 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # tests.support, as make bench runs this file directly
+from tests.support.testenv import namespace, testenv_environ  # noqa: E402
+
 DEMO = REPO / "examples" / "demo"
 MAIN = "cmd/web/main.go"
-
-
-def testenv() -> dict[str, str]:
-    subprocess.run([str(REPO / "tests/testenv/up.sh")], check=True, stdout=subprocess.DEVNULL)
-    env = dict(os.environ)
-    for line in (REPO / ".testenv/env").read_text().splitlines():
-        if line.startswith("export "):
-            key, _, value = line[len("export "):].partition("=")
-            env[key] = value
-    return env
 
 
 def copy_demo(root: Path, name: str) -> Path:
@@ -69,10 +62,10 @@ def floor_build(module: Path, marker: str, env: dict[str, str]) -> float:
 
 
 class Up:
-    def __init__(self, module: Path, namespace: str, env: dict[str, str]) -> None:
+    def __init__(self, module: Path, ns: str, env: dict[str, str]) -> None:
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kodev", "up", "-f", "config", "-n", namespace, "--json",
+            [sys.executable, "-m", "kodev", "up", "-f", "config", "-n", ns, "--json",
              "--logs=false"], cwd=module, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, text=True)
         threading.Thread(target=self._read, daemon=True).start()
@@ -113,15 +106,15 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     args = parser.parse_args()
-    env = testenv()
+    env = testenv_environ()
     env["NO_COLOR"] = "1"
-    namespace = f"kodev-bench-{os.getpid()}"
+    namespace_name = f"kodev-bench-{os.getpid()}"
     with tempfile.TemporaryDirectory(prefix="kodev-bench-up-") as scratch:
         root = Path(scratch)
         watched, floor = copy_demo(root, "watched"), copy_demo(root, "floor")
         env["KOCACHE"] = str(root / "kocache")
-        _namespace(env, namespace, create=True)
-        up = Up(watched, namespace, env)
+        namespace(env, namespace_name, create=True)
+        up = Up(watched, namespace_name, env)
         try:
             up.wait("watching")
             up.wait("ready", "deployment/web")
@@ -144,20 +137,9 @@ def main() -> int:
             memory = rss_mb(up.process.pid)
         finally:
             up.stop()
-            _namespace(env, namespace, create=False)
+            namespace(env, namespace_name, create=False)
     report(samples, idle_cpu, memory, args.runs)
     return 0
-
-
-def _namespace(env: dict[str, str], name: str, *, create: bool) -> None:
-    from kubernetes import client, config
-
-    api = config.new_client_from_config(config_file=env["KUBECONFIG"])
-    core = client.CoreV1Api(api)
-    if create:
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    else:
-        core.delete_namespace(name)
 
 
 def report(samples: dict[str, list[float]], idle_cpu: float, memory: float, runs: int) -> None:

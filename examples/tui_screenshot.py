@@ -25,16 +25,14 @@ from rich.console import Console
 from rich.text import Text
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # tests.support, when run as a script
+from tests.support.testenv import namespace, testenv_environ  # noqa: E402
+
 ROWS, COLUMNS = 24, 118
 
 
 def environment() -> dict[str, str]:
-    subprocess.run([str(REPO / "tests/testenv/up.sh")], check=True, stdout=subprocess.DEVNULL)
-    env = dict(os.environ, TERM="xterm-256color")
-    for line in (REPO / ".testenv/env").read_text().splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
-        if line.startswith("export "):
-            env[key] = value
+    env = {**testenv_environ(), "TERM": "xterm-256color"}
     env.pop("NO_COLOR", None)
     return env
 
@@ -70,17 +68,6 @@ def to_svg(screen: pyte.Screen) -> str:
     return console.export_svg(title="kodev up")
 
 
-def namespace_call(env: dict[str, str], verb: str, name: str) -> None:
-    """Create or delete a namespace in the test environment (KUBECONFIG from ``env``)."""
-    from kubernetes import client, config
-
-    api = client.CoreV1Api(config.new_client_from_config(config_file=env["KUBECONFIG"]))
-    if verb == "create":
-        api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    else:
-        api.delete_namespace(name)
-
-
 def main() -> int:
     env = environment()
     with tempfile.TemporaryDirectory(prefix="kodev-shot-") as scratch:
@@ -88,14 +75,14 @@ def main() -> int:
         shutil.copytree(REPO / "examples/demo", module)
         subprocess.run(["git", "init", "-q", str(module)], check=True)
         env["KOCACHE"] = str(Path(scratch) / "kocache")
-        namespace = f"kodev-shot-{os.getpid()}"
-        namespace_call(env, "create", namespace)
+        name = f"kodev-shot-{os.getpid()}"
+        namespace(env, name, create=True)
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
         screen = pyte.Screen(COLUMNS, ROWS)
         stream = pyte.ByteStream(screen)
         process = subprocess.Popen([sys.executable, "-m", "kodev", "up", "-f", "config", "-n",
-                                    namespace, "--logs=false"], cwd=module, env=env,
+                                    name, "--logs=false"], cwd=module, env=env,
                                    stdin=slave, stdout=slave, stderr=slave,
                                    start_new_session=True)
         try:
@@ -110,7 +97,7 @@ def main() -> int:
         finally:
             if process.poll() is None:
                 process.kill()
-            namespace_call(env, "delete", namespace)
+            namespace(env, name, create=False)
     (REPO / "examples/tui.svg").write_text(svg)
     print("\n".join(screen.display))
     return 0

@@ -143,6 +143,8 @@ class DevLoop:
                 if ChangeQueue.STOP in batch.requests or self.stopping.is_set():
                     break
                 self.iterate(batch)
+                if self.retry_at is None:  # nothing failed: the next failure starts afresh
+                    self.backoff = 0.5
         finally:
             self.shutdown()
         return 0
@@ -690,10 +692,7 @@ class DevLoop:
         return self.retry_at is not None and time.monotonic() >= self.retry_at
 
     def _until_retry(self) -> float | None:
-        if self.retry_at is None:
-            self.backoff = 0.5
-            return None
-        return max(0.0, self.retry_at - time.monotonic())
+        return None if self.retry_at is None else max(0.0, self.retry_at - time.monotonic())
 
     def _cleanup(self) -> None:
         from kodev.kube.apply import delete_objects

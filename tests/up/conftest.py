@@ -94,6 +94,7 @@ class UpProcess:
 
     def __init__(self, workdir: Path, namespace: str, env: dict[str, str],
                  extra: tuple[str, ...] = ()) -> None:
+        self.workdir = workdir
         self.events: list[dict[str, Any]] = []
         self._new: queue.Queue[dict[str, Any]] = queue.Queue()
         self.stderr_path = workdir.parent / f"up-{secrets.token_hex(3)}.stderr"

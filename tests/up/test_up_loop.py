@@ -135,22 +135,31 @@ def test_a_burst_of_saves_gives_at_most_two_builds(
     assert 1 <= len(builds) <= 2, up.dump(since)
 
 
+def _gamma_change_survives(up: Any, kube_api: Any, namespace: str, *, break_: Any,
+                           repair: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """Break something, save a change to gamma: a retry is reported and the last good
+    images stay; repair it: gamma rolls. Returns the images before and after."""
+    since = _started(up)
+    before = deployment_images(kube_api, namespace)
+    break_()
+    edit(up.workdir / "cmd/gamma/main.go", '"gamma"', '"gamma during the outage"')
+    retry = up.wait_for(lambda e: e["event"] == "retry", since)
+    assert import_path("gamma") in retry["images"]
+    assert deployment_images(kube_api, namespace) == before
+    repair()
+    up.wait_ready({"gamma"}, since)
+    after = deployment_images(kube_api, namespace)
+    assert after["gamma"] != before["gamma"]
+    return before, after
+
+
 def test_registry_restart_mid_loop_is_survived(
         up_module: Path, start_up: Any, registry_factory: Any, kube_api: Any,
         kube_namespace: str) -> None:
     registry = registry_factory.create("up-restart")
     up = start_up(up_module, registry.host)
-    since = _started(up)
-    before = deployment_images(kube_api, kube_namespace)
-    registry.stop()
-    edit(up_module / "cmd/gamma/main.go", '"gamma"', '"gamma after restart"')
-    retry = up.wait_for(lambda e: e["event"] == "retry", since)
-    assert import_path("gamma") in retry["images"]
-    assert deployment_images(kube_api, kube_namespace) == before
-    registry.start()
-    up.wait_ready({"gamma"}, since)
-    after = deployment_images(kube_api, kube_namespace)
-    assert after["gamma"] != before["gamma"]
+    _, after = _gamma_change_survives(up, kube_api, kube_namespace, break_=registry.stop,
+                                      repair=registry.start)
     assert after["gamma"].split("@")[1] == _digest_in_registry(after["gamma"])
 
 
@@ -163,17 +172,8 @@ def test_api_server_outage_mid_loop_is_survived(
     proxy = proxied_api_server(kube_env, kubeconfig)
     try:
         up = start_up(up_module, kube_env.registry, kubeconfig=kubeconfig)
-        since = _started(up)
-        before = deployment_images(kube_api, kube_namespace)
-        proxy.cut()
-        edit(up_module / "cmd/gamma/main.go", '"gamma"', '"gamma during outage"')
-        retry = up.wait_for(lambda e: e["event"] == "retry", since)
-        assert import_path("gamma") in retry["images"]
-        assert deployment_images(kube_api, kube_namespace) == before
-        proxy.restore()
-        up.wait_ready({"gamma"}, since)
-        after = deployment_images(kube_api, kube_namespace)
-        assert after["gamma"] != before["gamma"]
+        before, after = _gamma_change_survives(up, kube_api, kube_namespace,
+                                               break_=proxy.cut, repair=proxy.restore)
         assert (after["alpha"], after["beta"]) == (before["alpha"], before["beta"])
     finally:
         proxy.close()
