@@ -21,8 +21,10 @@ from kodev.kube.selector import workload_selector
 from kodev.kube.watch import WORKLOAD_APIS, ApiHttp, ListWatch, collection_path, snake_case
 
 ROLLABLE_KINDS = tuple(WORKLOAD_APIS)  # Deployment, StatefulSet, DaemonSet
-POD_PROBLEMS = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName",
-                "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+# Waiting reasons of a container that will not start (or stay up) on its own.
+POD_PROBLEMS = frozenset({"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull",
+                          "InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError",
+                          "CreateContainerError", "RunContainerError"})
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ What ``kubectl run --rm --attach --restart=Never`` does for ``ko run``, through 
 
 from __future__ import annotations
 
+import queue
 import re
 import signal
 import sys
@@ -27,14 +28,11 @@ from typing import IO, Any
 from kodev.errors import KubeError, UsageError
 from kodev.kube.apply import KubeObject, mark
 from kodev.kube.client import Cluster, api_errors, is_not_found, status_message
+from kodev.kube.rollout import POD_PROBLEMS
+from kodev.kube.watch import ApiHttp, ListWatch, collection_path
 
-WATCH_SECONDS = 60  # one watch request; it is re-opened until the Pod is done
 LOG_DRAIN_SECONDS = 2.0  # after the container ended, how long the log stream may still talk
 LOG_CHUNK_BYTES = 4096
-# Waiting reasons after which the container will never start on its own.
-FATAL_WAITING_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName",
-                                   "ErrImageNeverPull", "CreateContainerConfigError",
-                                   "CreateContainerError", "RunContainerError"})
 _DNS_LABEL_MAX = 63
 
 
@@ -100,7 +98,7 @@ def container_state(pod: dict[str, Any], container: str) -> ContainerState:
         if state.get("running"):
             return ContainerState(True, None, None)
         waiting = state.get("waiting") or {}
-        if waiting.get("reason") in FATAL_WAITING_REASONS:
+        if waiting.get("reason") in POD_PROBLEMS:
             detail = waiting.get("message") or waiting["reason"]
             return ContainerState(False, None, f"{waiting['reason']}: {detail}")
     if phase in ("Succeeded", "Failed"):
@@ -136,6 +134,7 @@ class PodRun:
         self.spec = spec
         self.namespace = cluster.namespace
         self.core: Any = client.CoreV1Api(cluster.api)  # untyped: bodies are plain dicts
+        self.http = ApiHttp(cluster)
         self.start_timeout = start_timeout
         self.out = out if out is not None else sys.stdout.buffer
         self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -151,6 +150,7 @@ class PodRun:
                 return self._attach()
             finally:
                 self._delete()
+                self.http.close()
 
     # ---------------------------------------------------------------- steps
 
@@ -190,34 +190,46 @@ class PodRun:
 
     def _watch(self, done: Callable[[ContainerState], bool], *, deadline: float | None,
                waiting_for: str) -> ContainerState:
-        """Watch the Pod until ``done(state)``; list+watch again whenever a watch ends."""
-        from kubernetes import watch as untyped_watch
+        """Watch the Pod (a :class:`ListWatch`, so an outage is waited out) until
+        ``done(state)``; a deletion, a container that cannot start or the deadline end it."""
+        outcome: queue.Queue[ContainerState | BaseException] = queue.Queue()
 
-        watch: Any = untyped_watch
-        selector = f"metadata.name={self.spec.name}"
-        while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise KubeError(f"timed out waiting for {self.where}: {waiting_for}",
-                                hint="raise --timeout, or check the Pod's events")
-            seconds = WATCH_SECONDS if remaining is None else max(1, min(WATCH_SECONDS,
-                                                                         int(remaining) + 1))
-            watcher = watch.Watch()
-            with api_errors(self.cluster, f"watch {self.where}"):
-                events = watcher.stream(self.core.list_namespaced_pod, self.namespace,
-                                        field_selector=selector, timeout_seconds=seconds)
+        def consider(pods: list[dict[str, Any]]) -> None:
+            for pod in pods:
                 try:
-                    for event in events:
-                        state = self._event_state(event)
-                        if done(state):
-                            return state
-                finally:
-                    watcher.stop()
+                    state = self._pod_state(pod)
+                except KubeError as exc:
+                    outcome.put(exc)
+                    return
+                if done(state):
+                    outcome.put(state)
 
-    def _event_state(self, event: dict[str, Any]) -> ContainerState:
-        if event.get("type") == "DELETED":
-            raise KubeError(f"{self.where} was deleted while kodev was waiting for it")
-        pod = event.get("raw_object") or {}
+        def on_event(event: str, pod: dict[str, Any]) -> None:
+            if event == "DELETED":
+                outcome.put(KubeError(f"{self.where} was deleted while kodev was waiting "
+                                      "for it"))
+            else:
+                consider([pod])
+
+        watch = ListWatch(self.http, collection_path("Pod", self.namespace),
+                          [("fieldSelector", f"metadata.name={self.spec.name}")],
+                          on_list=consider, on_event=on_event, on_fatal=outcome.put)
+        with api_errors(self.cluster, f"watch {self.where}"):
+            watch.list()
+        threading.Thread(target=watch.run, name="kodev-run-watch", daemon=True).start()
+        try:
+            result = outcome.get(timeout=None if deadline is None
+                                 else max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise KubeError(f"timed out waiting for {self.where}: {waiting_for}",
+                            hint="raise --timeout, or check the Pod's events") from None
+        finally:
+            watch.close()
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _pod_state(self, pod: dict[str, Any]) -> ContainerState:
         state = container_state(pod, self.spec.name)
         if state.failure:
             raise KubeError(f"{self.where} cannot start: {state.failure}",
