@@ -4,6 +4,7 @@ environment variables, and throwaway namespaces in it."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -13,10 +14,16 @@ REPO = Path(__file__).resolve().parents[2]
 def testenv_environ() -> dict[str, str]:
     """Start the test environment if needed; ``os.environ`` plus its ``.testenv/env``."""
     subprocess.run([str(REPO / "tests/testenv/up.sh")], check=True, stdout=subprocess.DEVNULL)
-    env = dict(os.environ)
-    for line in (REPO / ".testenv/env").read_text().splitlines():
-        if line.startswith("export "):
-            key, _, value = line.removeprefix("export ").partition("=")
+    return {**os.environ, **read_env_file(REPO / ".testenv/env")}
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The ``export KEY=VALUE`` lines of a file that ``up.sh`` wrote."""
+    env: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        parts = shlex.split(raw, comments=True)
+        if len(parts) == 2 and parts[0] == "export" and "=" in parts[1]:
+            key, value = parts[1].split("=", 1)
             env[key] = value
     return env
 
