@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
+from kodev.console import wants_color
 from kodev.errors import UsageError
 
 if TYPE_CHECKING:
     from kodev.kube.logs import LogEvent, LogOptions
-
-
-def wants_color(choice: str, stream: TextIO) -> bool:
-    """``--color``: auto means a terminal, without NO_COLOR and not TERM=dumb."""
-    if choice != "auto":
-        return choice == "always"
-    if os.environ.get("NO_COLOR"):
-        return False
-    if os.environ.get("FORCE_COLOR"):
-        return True
-    return stream.isatty() and os.environ.get("TERM") != "dumb"
 
 
 def log_options(args: argparse.Namespace) -> LogOptions:

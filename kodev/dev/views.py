@@ -7,12 +7,12 @@ Colour only on a terminal and without ``NO_COLOR``.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
 from typing import TextIO
 
+from kodev.console import wants_color
 from kodev.dev.dashboard import UpEvent
 
 _COLOURS = {
@@ -22,17 +22,12 @@ _COLOURS = {
 }
 
 
-def wants_colour(stream: TextIO) -> bool:
-    return stream.isatty() and not os.environ.get("NO_COLOR") \
-        and os.environ.get("TERM") != "dumb"
-
-
 class LineView:
     """``kodev up --no-tui``: ``HH:MM:SS kind      message``; compiler output in full."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
-        self.colour = wants_colour(self.stream)
+        self.colour = wants_color("auto", self.stream)
         self._lock = threading.Lock()
 
     def __call__(self, event: UpEvent) -> None:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from kodev.cli.logs import wants_color
+from kodev.console import wants_color
 from kodev.errors import UsageError
 from kodev.kube.logs import (
     LogLine,
