@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # `make demo`: the main job on the example app, on a fresh machine.
-#   1. start the local environment (registry + Kubernetes control plane, tests/testenv)
+#   1. start the local environment (registry, Kubernetes control plane and one real
+#      node: kubelet + containerd + runc, tests/testenv)
 #   2. kodev build both binaries of examples/demo in one go build, push them
 #   3. run the web image for real with runc (no Docker), as uid 65532
-#   4. kodev apply the manifests: ko:// references become digests, Pods become Ready
-#   5. kodev up on a scratch copy: save a change to the shared package, watch both
-#      Deployments get the new digest and roll, without a re-apply
+#   4. kodev apply the manifests: ko:// references become digests, the node pulls and
+#      runs them
+#   5. kodev up --port-forward on a scratch copy: ask the running web over HTTP, save a
+#      change to the shared package, and ask again: the new code answers, both
+#      Deployments rolled, without a re-apply
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -37,13 +40,14 @@ if $PY -m kodev apply --help >/dev/null 2>&1; then
     (cd examples/demo && $PY -m kodev apply -B -f config/app.yaml)
 fi
 echo
-echo "== kodev up -f config/ --no-tui  (on a scratch copy), then a change to internal/greeting"
+echo "== kodev up -f config/ --no-tui --port-forward  (on a scratch copy)"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 cp -r examples/demo "$scratch/demo"
 git init -q "$scratch/demo"
 log="$scratch/up.log"
-(cd "$scratch/demo" && exec $PY -m kodev up -B -f config/ --no-tui --logs=false) >"$log" 2>&1 &
+(cd "$scratch/demo" && exec $PY -m kodev up -B -f config/ --no-tui --logs=false \
+    --port-forward) >"$log" 2>&1 &
 up_pid=$!
 wait_for() {  # wait_for PATTERN COUNT: until the up log has COUNT matching lines
     for _ in $(seq 1 600); do
@@ -54,9 +58,30 @@ wait_for() {  # wait_for PATTERN COUNT: until the up log has COUNT matching line
     cat "$log"; echo "timed out waiting for: $1"; return 1
 }
 wait_for "rollout complete" 2
+wait_for "deployment/web:8080 -> " 1
+url=$(grep -o 'deployment/web:8080 -> http://127.0.0.1:[0-9]*' "$log" | head -n1 | sed 's/.*-> //')
+echo "web answers through kodev's port-forward ($url):"
+echo "  $(curl -fsS --max-time 20 "$url")"
+
+echo
+echo "== saving a change to internal/greeting (shared by web and worker)"
+saved=$(date +%s.%N)
 sed -i 's/hello from %s/hi from %s/' "$scratch/demo/internal/greeting/greeting.go"
+answer=""
+for _ in $(seq 1 1200); do
+    answer=$(curl -fsS --max-time 20 "$url" 2>/dev/null || true)
+    case "$answer" in "hi from web"*) break ;; esac
+    sleep 0.05
+done
+answered=$(date +%s.%N)
+case "$answer" in "hi from web"*) ;; *) cat "$log"; echo "the new code never answered"; exit 1 ;; esac
+echo "web now answers: $answer"
+echo "save -> new code answering through the port-forward:" \
+    "$($PY -c "print(f'{$answered - $saved:.2f} s')")"
 wait_for "after the save" 4
 kill -TERM "$up_pid"; wait "$up_pid" || true
+echo
+echo "kodev up's own lines:"
 cat "$log"
 
 echo

@@ -47,6 +47,10 @@ class KoConfig:
     default_flags: tuple[str, ...] = ()
     default_ldflags: tuple[str, ...] = ()
     builds: tuple[BuildConfig, ...] = ()
+    # kodev's own keys, under ``kodev:`` (ko ignores unknown keys, so the file still
+    # works with ko): ``kodev: {portForward: true}`` makes ``kodev up --port-forward``
+    # the project's default.
+    port_forward: bool = False
 
     def base_image_for(self, import_path: str) -> str:
         return self.base_image_overrides.get(import_path.lower(), self.default_base_image)
@@ -168,6 +172,12 @@ def _config_from_mapping(
             raise fail(f"builds[{index}]", "a mapping")
         builds.append(_build_from_mapping(entry, index, string_list))
     platforms = raw.get("defaultplatforms")
+    own = raw.get("kodev") or {}
+    if not isinstance(own, dict):
+        raise fail("kodev", "a mapping (kodev's own settings, e.g. portForward: true)")
+    port_forward = {str(k).lower(): v for k, v in own.items()}.get("portforward", False)
+    if not isinstance(port_forward, bool):
+        raise fail("kodev.portForward", "true or false")
     return KoConfig(
         path=path,
         default_base_image=base,
@@ -177,6 +187,7 @@ def _config_from_mapping(
         default_flags=string_list("defaultFlags", raw.get("defaultflags"), split=True),
         default_ldflags=string_list("defaultLdflags", raw.get("defaultldflags"), split=False),
         builds=tuple(builds),
+        port_forward=port_forward,
     )
 
 

@@ -1,4 +1,31 @@
 """Shared fixtures: real registries (tests.fixtures.registry), the real Kubernetes test
-environment (tests.fixtures.kube) and kodev-specific helpers (tests.fixtures.kodev)."""
+environment (tests.fixtures.kube) and kodev-specific helpers (tests.fixtures.kodev).
+
+A skipped test fails the run: a skip hides a missing part (a tool, the node), and
+``make test`` must prove everything or say what is missing (``-rs`` lists the reasons).
+"""
+
+from __future__ import annotations
+
+import pytest
 
 pytest_plugins = ["tests.fixtures.registry", "tests.fixtures.kube", "tests.fixtures.kodev"]
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _skipped and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _skipped:
+        terminalreporter.write_line(
+            f"{len(_skipped)} test(s) skipped: a skip counts as a failure here "
+            "(it hides a missing part; see the reasons above)", red=True)

@@ -335,6 +335,7 @@ examples:
   kodev up -f config/app.yaml -n dev --no-tui # one line per event (logs interleaved)
   kodev up -f config/ --json | jq .           # one JSON object per event, for editors
   kodev up -f config/ --cleanup               # delete what up applied when it stops
+  kodev up -f config/ --port-forward          # container ports on http://127.0.0.1:PORT
 
 Only the images a change affects are rebuilt (from go list -deps), in one go build;
 an identical binary is not pushed; new digests are patched into the containers that
@@ -365,6 +366,11 @@ def add_up_flags(name: str, parser: argparse.ArgumentParser) -> None:
                        help="wait this long after the last save before building (default 100ms)")
     group.add_argument("--logs", type=parse_bool, nargs="?", const=True, default=True,
                        metavar="BOOL", help="follow the workloads' logs (default true)")
+    group.add_argument("--port-forward", type=parse_bool, nargs="?", const=True, default=None,
+                       metavar="BOOL",
+                       help="forward every declared container port to 127.0.0.1 (same port "
+                            "if free, else the next), following rollouts (default: .ko.yaml "
+                            "kodev.portForward, else false)")
     parser.set_defaults(sbom="none")
 
 

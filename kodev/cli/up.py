@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
         quiet_seconds=args.quiet_period,
         cleanup=args.cleanup,
         logs=args.logs,
+        port_forward=args.port_forward,
         workdir=Path.cwd(),
     )
     dashboard = Dashboard()

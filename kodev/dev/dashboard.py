@@ -66,6 +66,7 @@ class Dashboard:
         self._events: deque[UpEvent] = deque(maxlen=keep_events)
         self._logs: deque[str] = deque(maxlen=keep_logs)
         self._error: str | None = None
+        self._forwards: dict[str, str] = {}  # "deployment/web:8080" -> local URL
         self._listeners: list[Listener] = []
         self._closed = False
         self.show_logs = False
@@ -110,6 +111,14 @@ class Dashboard:
     def set_error(self, text: str | None) -> None:
         with self._lock:
             self._error = text
+
+    def set_forward(self, name: str, url: str) -> None:
+        with self._lock:
+            self._forwards[name] = url
+
+    def forwards(self) -> dict[str, str]:
+        with self._lock:
+            return dict(sorted(self._forwards.items()))
 
     def snapshot(self) -> tuple[list[ImageRow], list[UpEvent], list[str], str | None]:
         with self._lock:

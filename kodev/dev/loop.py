@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kodev.dev.dashboard import BUILDING, FAILED, PUSHING, READY, ROLLING, Dashboard
+from kodev.dev.forwards import PortForwards, PortSpec, declared_ports
 from kodev.dev.planner import ChangePlanner, Plan
 from kodev.dev.watcher import Batch, ChangeQueue, FileWatcher
 from kodev.errors import BuildError, KodevError, KubeError, RegistryError, UsageError
@@ -71,6 +72,7 @@ class UpSettings:
     quiet_seconds: float = 0.1
     cleanup: bool = False
     logs: bool = True  # follow the workloads' logs (kodev logs' engine) into the events
+    port_forward: bool | None = None  # None: .ko.yaml's kodev.portForward (default off)
     workdir: Path = field(default_factory=Path.cwd)
 
 
@@ -115,6 +117,8 @@ class DevLoop:
         self.pending: dict[WorkloadRef, PendingRollout] = {}
         self._pending_lock = threading.Lock()
         self.watch: WorkloadWatch | None = None
+        self.forwards: PortForwards | None = None
+        self.ports: dict[WorkloadRef, list[PortSpec]] = {}
         self.log_followers: list[Any] = []  # kodev.kube.logs.LogFollower, imported lazily
         self.logged_namespaces: set[str] = set()
         self.files_watcher: FileWatcher | None = None
@@ -190,6 +194,8 @@ class DevLoop:
         self.stopping.set()
         if self.files_watcher is not None:
             self.files_watcher.stop()
+        if self.forwards is not None:
+            self.forwards.close()
         if self.watch is not None:
             self.watch.stop()
         for follower in self.log_followers:
@@ -218,8 +224,10 @@ class DevLoop:
         dynamic = dynamic_client(self.cluster, default_cache_dir(self.environ) / "kube")
         self.kube = Kube(self.cluster, dynamic, timeout=self.settings.timeout)
         options = self.settings.options
-        configured = load_config(self.settings.workdir, self.environ).default_platforms
-        if not options.platforms and not configured \
+        config = load_config(self.settings.workdir, self.environ)
+        if self.settings.port_forward is None:
+            self.settings.port_forward = config.port_forward
+        if not options.platforms and not config.default_platforms \
                 and not self.environ.get("GOOS") and not self.environ.get("GOARCH"):
             platforms = tuple(node_platforms(self.cluster))
             if platforms:
@@ -301,6 +309,9 @@ class DevLoop:
                                    label_selector="app.kubernetes.io/managed-by=kodev",
                                    on_error=self._watch_failed)
         self.watch.start()
+        if self.settings.port_forward:
+            self.forwards = PortForwards(self.cluster, self.watch, self.dashboard)
+            self.forwards.ensure(p for specs in self.ports.values() for p in specs)
         if self.settings.logs:
             self._follow_logs(namespaces or {self.cluster.namespace})
 
@@ -539,6 +550,7 @@ class DevLoop:
                 continue
             workload = WorkloadRef(obj.kind, obj.namespace or "default", obj.name)
             self.workload_file[workload] = path
+            self.ports[workload] = declared_ports(workload, obj.data)
             runs = set()
             for slot, image in _container_slots(workload, obj.data):
                 runs_path = import_path_of.get(image)
@@ -550,6 +562,8 @@ class DevLoop:
                     self.pending[workload] = PendingRollout(runs, started, 0, "apply")
                 for ip in runs:
                     self.dashboard.update(ip, state=ROLLING)
+        if self.forwards is not None:
+            self.forwards.ensure(p for specs in self.ports.values() for p in specs)
         if self.watch is not None:  # a re-applied file may bring a new namespace
             namespaces = {w.namespace for w in self.workload_file}
             self.watch.add_namespaces(namespaces)
@@ -589,6 +603,8 @@ class DevLoop:
                                     f"{path.name} again", workload=str(workload))
                 self.changes.request(f"reapply:{path}")
             return
+        if self.forwards is not None:
+            self.forwards.pods_changed()
         self._refresh_pod_counts()
         if workload is None:
             with self._pending_lock:

@@ -43,6 +43,14 @@ class DashboardView:
         height = options.height or console.size.height
         parts: list[RenderableType] = [self._images(rows)]
         used = len(rows) + 5
+        forwards = self.dashboard.forwards()
+        if forwards:
+            line = Text("forwarding ", style="dim")
+            for name, url in forwards.items():
+                line.append(f"{name} ")
+                line.append(f"-> {url}   ", style="bold blue")
+            parts.append(line)
+            used += 1
         if error:
             lines = error.splitlines()
             parts.append(Panel(Text("\n".join(lines[: max(3, height // 2)]), style="red"),

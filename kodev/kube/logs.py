@@ -15,7 +15,7 @@ The engine of ``kodev logs`` and of the log pane of ``kodev up``. What it does, 
   twice and none is lost. The request is sent through ``ApiClient.call_api`` because
   kubernetes-client 37 has no ``since_time`` argument on ``read_namespaced_pod_log``.
 * **Streams end when the Pod goes**, not when the HTTP stream ends: a kubelet may keep a
-  follow stream open (KWOK never ends one). A clean end of a stream whose container still
+  follow stream open while the Pod is torn down. A clean end of a stream whose container still
   runs is a dropped connection and is resumed.
 * **Restarts**: when a container's ``restartCount`` grows, its stream is closed, the lines
   of the previous instance not yet shown are fetched (``previous=true``, deduplicated) and

@@ -205,11 +205,23 @@ class WorkloadWatch:
             data = self.workloads.get(workload)
             if data is None:
                 return None
-            selector = workload_selector(data)
-            pods = [p for (ns, _), p in self.pods.items()
-                    if ns == workload.namespace and selector.requirements
-                    and selector.matches((p.get("metadata") or {}).get("labels") or {})]
-            return rollout_status(data, pods)
+            return rollout_status(data, self._pods_of(workload, data))
+
+    def ready_pods(self, workload: WorkloadRef) -> list[str]:
+        """Names of the workload's Ready Pods that are not terminating, newest first (the
+        first one runs the latest rollout's code as soon as it is Ready)."""
+        with self.lock:
+            data = self.workloads.get(workload)
+            pods = [] if data is None else self._pods_of(workload, data)
+        ready = [p for p in pods if _is_ready(p)]
+        ready.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True)
+        return [str(p["metadata"]["name"]) for p in ready]
+
+    def _pods_of(self, workload: WorkloadRef, data: Mapping[str, Any]) -> list[dict[str, Any]]:
+        selector = workload_selector(data)
+        return [p for (ns, _), p in self.pods.items()
+                if ns == workload.namespace and selector.requirements
+                and selector.matches((p.get("metadata") or {}).get("labels") or {})]
 
     def generation(self, workload: WorkloadRef) -> int:
         with self.lock:
@@ -251,6 +263,13 @@ class WorkloadWatch:
             self.listener("deleted", key)
         else:
             self.listener("changed", key if kind != "Pod" else None)
+
+
+def _is_ready(pod: Mapping[str, Any]) -> bool:
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
 
 
 def _in(kind: str, key: Any, namespace: str) -> bool:

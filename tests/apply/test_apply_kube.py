@@ -1,4 +1,5 @@
-"""``kodev apply`` / ``kodev delete`` against the real test cluster (KWOK makes Pods Ready)."""
+"""``kodev apply`` / ``kodev delete`` against the real test cluster (the real node pulls
+and runs the images)."""
 
 from __future__ import annotations
 

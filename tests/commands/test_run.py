@@ -1,9 +1,6 @@
-"""``kodev run`` against the real test cluster.
-
-KWOK simulates the node: it starts the Pod (Running, Ready) but runs nothing. The test
-plays the container: it writes log lines (``kube_env.feed_log``, served by ``GET
-pods/log``) and then, as a kubelet would, writes the terminated container status with an
-exit code through the Pod's status subresource.
+"""``kodev run`` against the real test cluster: the program runs in a real container on
+the real node, and what kodev prints and exits with is what that process printed and
+exited with.
 """
 
 from __future__ import annotations
@@ -14,7 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,15 +24,57 @@ pytestmark = pytest.mark.kube
 
 DEADLINE_S = 120.0
 
+# A one-shot program: prints two lines, its arguments and $MODE, then exits with the
+# status given as exit=N, or waits for a signal when given "wait".
+JOB_MAIN = """package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	fmt.Println("first line")
+	fmt.Println("second line")
+	fmt.Println("args:", strings.Join(os.Args[1:], " "), "mode:", os.Getenv("MODE"))
+	for _, arg := range os.Args[1:] {
+		if arg == "wait" {
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, syscall.SIGTERM)
+			<-sigs
+		}
+		if code, ok := strings.CutPrefix(arg, "exit="); ok {
+			n, _ := strconv.Atoi(code)
+			fmt.Fprintln(os.Stderr, "exiting with", n)
+			os.Exit(n)
+		}
+	}
+}
+"""
+
+
+@pytest.fixture
+def job_module(tmp_path: Path) -> Path:
+    root = tmp_path / "jobmod"
+    (root / "cmd" / "job").mkdir(parents=True)
+    (root / "go.mod").write_text("module example.com/jobmod\n\ngo 1.22\n")
+    (root / ".ko.yaml").write_text("defaultBaseImage: kodev://minimal\n")
+    (root / "cmd" / "job" / "main.go").write_text(JOB_MAIN)
+    return root
+
 
 class Running:
     """A ``kodev run`` subprocess whose stdout is read line by line in a thread."""
 
-    def __init__(self, kodev: Kodev, kube_env: KubeEnv, *args: str) -> None:
+    def __init__(self, kodev: Kodev, kube_env: KubeEnv, cwd: Path, *args: str) -> None:
         env = {**kodev.env, "KUBECONFIG": str(kube_env.kubeconfig),
                "KO_DOCKER_REPO": f"{kube_env.registry}/demo"}
         self.proc = subprocess.Popen([sys.executable, "-m", "kodev", "run", *args],
-                                     cwd=kodev.workdir, env=env, stdout=subprocess.PIPE,
+                                     cwd=cwd, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -64,11 +103,12 @@ class Running:
 
 
 @pytest.fixture
-def running(kodev: Kodev, kube_env: KubeEnv) -> Iterator[Callable[..., Running]]:
+def running(kodev: Kodev, kube_env: KubeEnv, job_module: Path
+            ) -> Iterator[Callable[..., Running]]:
     started: list[Running] = []
 
     def start(*args: str) -> Running:
-        started.append(Running(kodev, kube_env, *args))
+        started.append(Running(kodev, kube_env, job_module, *args))
         return started[-1]
 
     yield start
@@ -106,60 +146,48 @@ def gone_or_deleting(kube_api: Any, namespace: str, name: str) -> bool:
     return pod is None or pod.metadata.deletion_timestamp is not None
 
 
-def exit_container(kube_api: Any, namespace: str, name: str, code: int) -> None:
-    """What a kubelet reports when the container ends."""
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    pod = read_pod(kube_api, namespace, name)
-    status = {
-        "phase": "Succeeded" if code == 0 else "Failed",
-        "containerStatuses": [{
-            "name": name, "image": pod.spec.containers[0].image, "imageID": "",
-            "ready": False, "restartCount": 0, "started": False,
-            "state": {"terminated": {"exitCode": code, "reason": "Completed" if code == 0
-                                     else "Error", "startedAt": now, "finishedAt": now}},
-        }],
-    }
-    core(kube_api).patch_namespaced_pod_status(name, namespace, {"status": status})
-
-
 def test_run_attaches_logs_and_exits_with_the_container_code(
         running: Callable[..., Running], kube_env: KubeEnv, kube_api: Any,
         kube_namespace: str) -> None:
-    run = running("./cmd/worker", "-n", kube_namespace, "--name", "worker-once",
-                  "--env", "MODE=test", "--", "--once", "-v=2")
-    pod = running_pod(kube_api, kube_namespace, "worker-once")
-    spec = pod.spec
-    assert spec.restart_policy == "Never"
-    (container,) = spec.containers
-    assert container.name == "worker-once"
-    assert container.args == ["--once", "-v=2"]
-    assert [(e.name, e.value) for e in container.env] == [("MODE", "test")]
-    assert container.image.startswith(f"{kube_env.registry}/demo/worker-")
-    assert "@sha256:" in container.image
-    assert pod.metadata.labels["run"] == "worker-once"
-    assert pod.metadata.labels["app.kubernetes.io/managed-by"] == "kodev"
-    assert pod.metadata.annotations["kodev.dev/importpaths"] == \
-        "example.com/kodev-demo/cmd/worker"
-
-    kube_env.feed_log(kube_namespace, "worker-once", "worker-once", "first line", "second line")
+    run = running("./cmd/job", "-n", kube_namespace, "--name", "job-once",
+                  "--env", "MODE=test", "--", "-v=2", "exit=3")
     assert run.next_line() == "first line"
     assert run.next_line() == "second line"
-    exit_container(kube_api, kube_namespace, "worker-once", 3)
+    assert run.next_line() == "args: -v=2 exit=3 mode: test"
     rc, stderr = run.finish()
     assert rc == 3, stderr
     assert "exited with code 3" in stderr
-    assert gone_or_deleting(kube_api, kube_namespace, "worker-once")
+    assert gone_or_deleting(kube_api, kube_namespace, "job-once")
+
+
+def test_the_pod_kodev_run_creates(running: Callable[..., Running], kube_env: KubeEnv,
+                                   kube_api: Any, kube_namespace: str) -> None:
+    run = running("./cmd/job", "-n", kube_namespace, "--name", "job-wait", "--", "wait")
+    pod = running_pod(kube_api, kube_namespace, "job-wait")
+    spec = pod.spec
+    assert spec.restart_policy == "Never"
+    (container,) = spec.containers
+    assert container.name == "job-wait"
+    assert container.args == ["wait"]
+    assert container.image.startswith(f"{kube_env.registry}/demo/job-")
+    assert "@sha256:" in container.image
+    assert pod.metadata.labels["run"] == "job-wait"
+    assert pod.metadata.labels["app.kubernetes.io/managed-by"] == "kodev"
+    assert pod.metadata.annotations["kodev.dev/importpaths"] == "example.com/jobmod/cmd/job"
+    assert pod.status.container_statuses[0].container_id.startswith("containerd://")
+    run.proc.send_signal(signal.SIGINT)
+    rc, _ = run.finish()
+    assert rc == 130
 
 
 def test_run_exit_code_zero_and_default_pod_name(
         running: Callable[..., Running], kube_api: Any, kube_namespace: str) -> None:
-    run = running("./cmd/worker", "-n", kube_namespace)
+    run = running("./cmd/job", "-n", kube_namespace, "--", "exit=0")
     pods = eventually("the run pod", lambda: core(kube_api).list_namespaced_pod(
         kube_namespace, label_selector="run").items)
     name = pods[0].metadata.name
-    assert name.startswith("worker-") and len(name) == len("worker-") + 32  # ko: repo basename
-    running_pod(kube_api, kube_namespace, name)
-    exit_container(kube_api, kube_namespace, name, 0)
+    assert name.startswith("job-") and len(name) == len("job-") + 32  # ko: repo basename
+    assert [run.next_line() for _ in range(3)][-1] == "args: exit=0 mode: "
     rc, stderr = run.finish()
     assert rc == 0, stderr
     assert gone_or_deleting(kube_api, kube_namespace, name)
@@ -167,13 +195,13 @@ def test_run_exit_code_zero_and_default_pod_name(
 
 def test_interrupt_deletes_the_pod(running: Callable[..., Running], kube_api: Any,
                                    kube_namespace: str) -> None:
-    run = running("./cmd/worker", "-n", kube_namespace, "--name", "worker-int")
-    running_pod(kube_api, kube_namespace, "worker-int")
+    run = running("./cmd/job", "-n", kube_namespace, "--name", "job-int", "--", "wait")
+    assert run.next_line() == "first line"  # the real process has started
     run.proc.send_signal(signal.SIGINT)
     rc, stderr = run.finish()
     assert rc == 130
     assert stderr.strip().splitlines()[-1] == "kodev: interrupted"
-    assert gone_or_deleting(kube_api, kube_namespace, "worker-int")
+    assert gone_or_deleting(kube_api, kube_namespace, "job-int")
 
 
 def test_existing_pod_is_an_error_and_is_left_alone(
@@ -182,7 +210,7 @@ def test_existing_pod_is_an_error_and_is_left_alone(
 
     core(kube_api).create_namespaced_pod(kube_namespace, client.V1Pod(
         metadata=client.V1ObjectMeta(name="taken"),
-        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox")])))
+        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image=kube_env.testapp)])))
     result = kodev.run("run", "./cmd/worker", "-n", kube_namespace, "--name", "taken",
                        check=False, env={"KUBECONFIG": str(kube_env.kubeconfig),
                                          "KO_DOCKER_REPO": f"{kube_env.registry}/demo"})

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import queue
+import subprocess
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -106,15 +107,21 @@ def ready_pod(core: Any, namespace: str, name: str) -> Any:
         time.sleep(0.1)
 
 
+def app_container(name: str, image: str, *args: str, port: int = 8080) -> Any:
+    return client.V1Container(name=name, image=image, args=list(args),
+                              env=[client.V1EnvVar(name="PORT", value=str(port))])
+
+
 @pytest.fixture
-def log_pod(kube_api: Any, kube_namespace: str) -> str:
+def log_pod(kube_api: Any, kube_env: KubeEnv, kube_namespace: str) -> str:
+    """A running Pod of two real testapp containers (ports 8080 and 8081)."""
     core: Any = client.CoreV1Api(kube_api)
     pod = client.V1Pod(
         metadata=client.V1ObjectMeta(name="talker"),
         spec=client.V1PodSpec(
             containers=[
-                client.V1Container(name="main", image="registry.invalid/talker:1"),
-                client.V1Container(name="sidecar", image="registry.invalid/sidecar:1"),
+                app_container("main", kube_env.testapp, "--say", "started"),
+                app_container("sidecar", kube_env.testapp, port=8081),
             ]
         ),
     )
@@ -164,14 +171,19 @@ class LineReader:
         self.resp.close()
 
 
-def test_node_ready(kube_api: Any, kube_env: KubeEnv) -> None:
+def test_node_is_a_real_kubelet_with_containerd(kube_api: Any, kube_env: KubeEnv) -> None:
     core: Any = client.CoreV1Api(kube_api)
-    nodes = core.list_node().items
-    assert nodes
-    node = next(n for n in nodes if n.metadata.name == kube_env.node)
+    node = core.read_node(kube_env.node)
     assert any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
-    assert node.metadata.labels["kubernetes.io/os"] == "linux"
     assert not node.spec.taints
+    info = node.status.node_info
+    assert info.kubelet_version == "v1.37.2"
+    assert info.container_runtime_version.startswith("containerd://2.4.")
+    assert info.operating_system == "linux"
+    assert info.architecture == subprocess.run(["go", "env", "GOARCH"], capture_output=True,
+                                               text=True, check=True).stdout.strip()
+    assert node.metadata.labels["kubernetes.io/os"] == "linux"
+    assert [n.metadata.name for n in core.list_node().items] == [kube_env.node]
 
 
 def test_default_serviceaccount_and_registry_configmap(kube_api: Any, kube_env: KubeEnv) -> None:
@@ -179,53 +191,50 @@ def test_default_serviceaccount_and_registry_configmap(kube_api: Any, kube_env: 
     assert core.read_namespaced_service_account("default", "default").metadata.name == "default"
     cm = core.read_namespaced_config_map("local-registry-hosting", "kube-public")
     hosting = yaml.safe_load(cm.data["localRegistryHosting.v1"])
+    # The forwarder uses the same port outside and inside the node's namespace, so the
+    # runtime pulls from the very host the developer pushes to.
     assert hosting["host"] == kube_env.registry
+    assert "hostFromContainerRuntime" not in hosting
     assert hosting["help"]
 
 
-def test_deployment_rollout(kube_api: Any, kube_namespace: str) -> None:
+def test_deployment_rollout_runs_real_containers(kube_api: Any, kube_env: KubeEnv,
+                                                 kube_namespace: str) -> None:
     apps: Any = client.AppsV1Api(kube_api)
     core: Any = client.CoreV1Api(kube_api)
     ns, name = kube_namespace, "web"
-    apps.create_namespaced_deployment(ns, make_deployment(name, "registry.invalid/web:v1", 2))
-    dep = wait_for_deployment(apps, ns, name, lambda d: (d.status.available_replicas or 0) == 2)
-    assert dep.status.available_replicas == 2
+    dep = make_deployment(name, kube_env.testapp, 2)
+    dep.spec.template.spec.containers[0].args = ["--answer", "v1"]
+    apps.create_namespaced_deployment(ns, dep)
+    dep = wait_for_deployment(apps, ns, name, rollout_complete)
     listed = core.list_namespaced_pod(ns, label_selector="app=web").items
     old_pods = {p.metadata.name for p in listed}
     assert len(old_pods) == 2
+    assert {kube_env.pod_get(ns, pod).strip() for pod in old_pods} == {"v1"}
 
-    container = {"name": "app", "image": "registry.invalid/web:v2"}
+    container = {"name": "app", "args": ["--answer", "v2"]}
     patch = {"spec": {"template": {"spec": {"containers": [container]}}}}
     apps.patch_namespaced_deployment(name, ns, patch)
     dep = wait_for_deployment(apps, ns, name, rollout_complete)
     assert dep.status.available_replicas == 2
 
-    rss = apps.list_namespaced_replica_set(ns, label_selector="app=web").items
-    assert len(rss) == 2
-    new_rs = next(rs for rs in rss if rs.spec.template.spec.containers[0].image.endswith(":v2"))
-    old_rs = next(rs for rs in rss if rs.metadata.name != new_rs.metadata.name)
-    assert new_rs.status.ready_replicas == 2
-    assert old_rs.spec.replicas == 0
-
-    new_hash = new_rs.metadata.labels["pod-template-hash"]
-    pods = wait_pods(
-        core,
-        ns,
-        "app=web",
-        lambda ps: (
-            len(ps) == 2 and all(p.metadata.labels["pod-template-hash"] == new_hash for p in ps)
-        ),
-    )
-    assert not old_pods & {p.metadata.name for p in pods}
+    pods = wait_pods(core, ns, "app=web",
+                     lambda ps: len(ps) == 2 and not old_pods & {p.metadata.name for p in ps})
     assert all(is_ready(p) and p.status.phase == "Running" for p in pods)
+    for pod in pods:
+        status = pod.status.container_statuses[0]
+        assert status.state.running is not None and status.container_id.startswith("containerd://")
+        assert status.image_id.startswith(kube_env.testapp.split("@")[0])
+        assert pod.status.pod_ip.startswith("10.88.0.")
+        assert kube_env.pod_get(ns, pod.metadata.name).strip() == "v2"
 
 
 def test_followed_log_stream(
     kube_api: Any, kube_env: KubeEnv, kube_namespace: str, log_pod: str
 ) -> None:
     core: Any = client.CoreV1Api(kube_api)
-    kube_env.feed_log(kube_namespace, log_pod, "main", "hello", "world")
-    kube_env.feed_log(kube_namespace, log_pod, "sidecar", "sidecar line")
+    kube_env.say(kube_namespace, log_pod, "hello", "world")
+    kube_env.say(kube_namespace, log_pod, "sidecar line", port=8081)
     resp = core.read_namespaced_pod_log(
         log_pod,
         kube_namespace,
@@ -236,10 +245,10 @@ def test_followed_log_stream(
     )
     reader = LineReader(resp)
     try:
-        assert reader.read(2) == ["hello", "world"]
-        kube_env.feed_log(kube_namespace, log_pod, "main", "appended 1")
+        assert reader.read(3) == ["started", "hello", "world"]
+        kube_env.say(kube_namespace, log_pod, "appended 1")
         assert reader.read(1) == ["appended 1"]
-        kube_env.feed_log(kube_namespace, log_pod, "main", "appended 2", "appended 3")
+        kube_env.say(kube_namespace, log_pod, "appended 2", "appended 3")
         assert reader.read(2) == ["appended 2", "appended 3"]
     finally:
         reader.close()
@@ -248,31 +257,38 @@ def test_followed_log_stream(
 def test_log_options(kube_api: Any, kube_env: KubeEnv, kube_namespace: str, log_pod: str) -> None:
     core: Any = client.CoreV1Api(kube_api)
     ns = kube_namespace
-    old = datetime(2020, 1, 1, tzinfo=UTC)
-    kube_env.feed_log(ns, log_pod, "main", "old line", at=old)
-    kube_env.feed_log(ns, log_pod, "main", "new 1", "new 2", stream="stderr")
+    kube_env.say(ns, log_pod, "first")
+    time.sleep(1.1)  # sinceTime has one-second resolution in the query below
+    cut = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    time.sleep(1.1)
+    kube_env.say(ns, log_pod, "new 1", "new 2", stream="stderr")
 
     full = core.read_namespaced_pod_log(log_pod, ns, container="main")
-    assert full.splitlines() == ["old line", "new 1", "new 2"]
+    assert full.splitlines() == ["started", "first", "new 1", "new 2"]
     assert core.read_namespaced_pod_log(log_pod, ns, container="main", tail_lines=1) == "new 2\n"
     stamped = core.read_namespaced_pod_log(log_pod, ns, container="main", timestamps=True)
-    assert stamped.splitlines()[0] == "2020-01-01T00:00:00.000000000Z old line"
+    stamp, text = stamped.splitlines()[0].split(" ", 1)
+    assert text == "started"
+    assert stamp.endswith("Z") and stamp.startswith(str(datetime.now(UTC).year))
 
     url = f"{kube_api.configuration.host}/api/v1/namespaces/{ns}/pods/{log_pod}/log"
-    query = urlencode({"container": "main", "sinceTime": "2021-01-01T00:00:00Z"})
+    query = urlencode({"container": "main", "sinceTime": cut.strftime("%Y-%m-%dT%H:%M:%SZ")})
     resp = kube_api.rest_client.request("GET", f"{url}?{query}")
     assert resp.status == 200
     assert resp.read().decode().splitlines() == ["new 1", "new 2"]
 
-    sidecar = core.read_namespaced_pod_log(log_pod, ns, container="sidecar")
-    assert sidecar == ""
+    assert core.read_namespaced_pod_log(log_pod, ns, container="sidecar") == ""
 
 
-def test_pod_log_files_are_per_pod(
-    kube_api: Any, kube_env: KubeEnv, kube_namespace: str, log_pod: str
-) -> None:
-    path = kube_env.log_path(kube_namespace, log_pod, "main")
-    assert path.is_file()
-    core: Any = client.CoreV1Api(kube_api)
-    pod = core.read_namespaced_pod(log_pod, kube_namespace)
-    assert pod.metadata.annotations["testenv.kodev.dev/logs"] == str(path.parent)
+def test_the_node_network_lives_in_its_own_namespace(kube_env: KubeEnv) -> None:
+    netns = f"/run/netns/{kube_env.netns}"
+    inside = subprocess.run(["nsenter", f"--net={netns}", "--", "ip", "-o", "addr"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "10.250.255.1/32" in inside
+    outside = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True,
+                             check=True).stdout
+    assert "10.250.255.1" not in outside and "10.88.0." not in outside
+    # No route out of the namespace: a lookup (no packet is sent) finds none.
+    lookup = subprocess.run(["nsenter", f"--net={netns}", "--", "ip", "route", "get", "192.0.2.1"],
+                            capture_output=True, text=True)
+    assert lookup.returncode != 0 and "unreachable" in lookup.stderr

@@ -1,4 +1,6 @@
-"""``kodev logs`` against the real test cluster; lines are fed through KWOK's log files.
+"""``kodev logs`` against the real test cluster: every line is printed by a real process
+in a container on the real node (the testenv's ``testapp``, told what to print over HTTP
+through the API server), and reaches kodev through the kubelet.
 
 Workloads are created through the API with the label ``kodev apply`` sets
 (``app.kubernetes.io/managed-by=kodev``); that label is all ``kodev logs`` looks at.
@@ -28,17 +30,22 @@ from tests.support.proxy import proxied_api_server
 pytestmark = pytest.mark.kube
 
 DEADLINE_S = 90.0
+SINCE_GAP_S = 6
 MANAGED = {"app.kubernetes.io/managed-by": "kodev"}
 
 
 # --------------------------------------------------------------------------- cluster helpers
 
 
-def deploy(kube_api: Any, ns: str, name: str, containers: tuple[str, ...] = ("app",),
-           *, managed: bool = True, kind: str = "Deployment") -> None:
+def deploy(kube_env: KubeEnv, kube_api: Any, ns: str, name: str,
+           containers: tuple[str, ...] = ("app",), *, managed: bool = True,
+           kind: str = "Deployment", args: tuple[str, ...] = ()) -> None:
+    """A workload of testapp containers; the i-th container listens on 8080 + i."""
     template = {"metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": c, "image": f"example.com/{c}:1"}
-                                        for c in containers]}}
+                "spec": {"terminationGracePeriodSeconds": 5,
+                         "containers": [{"name": c, "image": kube_env.testapp, "args": list(args),
+                                         "env": [{"name": "PORT", "value": str(8080 + i)}]}
+                                        for i, c in enumerate(containers)]}}
     body = {"apiVersion": "apps/v1", "kind": kind,
             "metadata": {"name": name, "labels": {"app": name, **(MANAGED if managed else {})}},
             "spec": {"selector": {"matchLabels": {"app": name}}, "template": template}}
@@ -64,10 +71,14 @@ def one_pod(kube_api: Any, ns: str, app: str, *, other_than: str = "") -> str:
 
 def roll_out(kube_api: Any, ns: str, name: str) -> None:
     """Change the pod template (as kodev up does with a new digest): new ReplicaSet."""
-    image = f"example.com/app:{time.monotonic_ns()}"
-    apps(kube_api).patch_namespaced_deployment(
-        name, ns, {"spec": {"template": {"spec": {"containers": [{"name": "app",
-                                                                  "image": image}]}}}})
+    stamp = {"metadata": {"annotations": {"kodev.test/rollout": str(time.monotonic_ns())}}}
+    apps(kube_api).patch_namespaced_deployment(name, ns, {"spec": {"template": stamp}})
+
+
+def without_goodbye(lines: list[str]) -> list[str]:
+    """The lines minus the one testapp prints on SIGTERM (a Pod replaced by a rollout
+    says it, if its stream is still open)."""
+    return [line for line in lines if line != "testapp: terminating"]
 
 
 # --------------------------------------------------------------------------- running kodev
@@ -158,34 +169,34 @@ def test_follows_workloads_across_a_rollout_and_new_workloads(
         kube_env: KubeEnv, kube_api: Any, kube_namespace: str,
         logs_run: Callable[..., LogsProcess]) -> None:
     ns = kube_namespace
-    deploy(kube_api, ns, "web", ("app", "sidecar"))
-    deploy(kube_api, ns, "other", managed=False)  # not deployed by kodev: never shown
+    deploy(kube_env, kube_api, ns, "web", ("app", "sidecar"))
+    deploy(kube_env, kube_api, ns, "other", managed=False)  # not kodev's: never shown
     web = one_pod(kube_api, ns, "web")
     other = one_pod(kube_api, ns, "other")
-    kube_env.feed_log(ns, web, "app", "early 1", "early 2")
-    kube_env.feed_log(ns, other, "app", "not kodev's")
+    kube_env.say(ns, web, "early 1", "early 2")
+    kube_env.say(ns, other, "not kodev's")
 
     logs = logs_run("-n", ns)
     logs.wait_for_lines(f"{web}/app early 1", f"{web}/app early 2")
-    kube_env.feed_log(ns, web, "app", *[f"app {i}" for i in range(20)])
-    kube_env.feed_log(ns, web, "sidecar", "side 1", stream="stderr")
+    kube_env.say(ns, web, *[f"app {i}" for i in range(20)])
+    kube_env.say(ns, web, "side 1", stream="stderr", port=8081)
     logs.wait_for_lines(f"{web}/app app 19", f"{web}/sidecar side 1")
 
     roll_out(kube_api, ns, "web")
     rolled = one_pod(kube_api, ns, "web", other_than=web)
-    kube_env.feed_log(ns, rolled, "app", "from the new pod")
+    kube_env.say(ns, rolled, "from the new pod")
     logs.wait_for_lines(f"{rolled}/app from the new pod")
     logs.wait_for_notice(f"- {web}/app")  # the old Pod's stream ended with the Pod
 
-    deploy(kube_api, ns, "later")  # applied after kodev logs started
+    deploy(kube_env, kube_api, ns, "later")  # applied after kodev logs started
     later = one_pod(kube_api, ns, "later")
-    kube_env.feed_log(ns, later, "app", "later line")
+    kube_env.say(ns, later, "later line")
     logs.wait_for_lines(f"{later}/app later line")
 
     assert logs.interrupt() == 130
-    assert lines_of(logs.stdout, f"{web}/app ") == \
+    assert without_goodbye(lines_of(logs.stdout, f"{web}/app ")) == \
         ["early 1", "early 2", *[f"app {i}" for i in range(20)]]
-    assert lines_of(logs.stdout, f"{web}/sidecar ") == ["side 1"]
+    assert without_goodbye(lines_of(logs.stdout, f"{web}/sidecar ")) == ["side 1"]
     assert lines_of(logs.stdout, f"{rolled}/app ") == ["from the new pod"]
     assert not [line for line in logs.stdout if other in line]
     assert f"+ {rolled}/app" in logs.stderr
@@ -196,12 +207,13 @@ def test_follows_workloads_across_a_rollout_and_new_workloads(
 def test_since_tail_container_json_and_timestamps(kube_env: KubeEnv, kube_api: Any,
                                                   kube_namespace: str, tmp_path: Path) -> None:
     ns = kube_namespace
-    deploy(kube_api, ns, "web", ("app", "sidecar"))
+    deploy(kube_env, kube_api, ns, "web", ("app", "sidecar"))
     web = one_pod(kube_api, ns, "web")
-    old = datetime.now(UTC) - timedelta(hours=1)
-    kube_env.feed_log(ns, web, "app", "old 1", "old 2", at=old)
-    kube_env.feed_log(ns, web, "app", "new 1", "new 2", "new 3")
-    kube_env.feed_log(ns, web, "sidecar", "side 1", "side 2")
+    said_old = datetime.now(UTC)
+    kube_env.say(ns, web, "old 1", "old 2")
+    kube_env.say(ns, web, "side 1", "side 2", port=8081)
+    time.sleep(SINCE_GAP_S)  # the real clock separates old from new for --since
+    kube_env.say(ns, web, "new 1", "new 2", "new 3")
 
     def stdout(*args: str) -> list[str]:
         result = run_logs(kube_env, tmp_path, "-n", ns, "--no-follow", *args)
@@ -211,7 +223,8 @@ def test_since_tail_container_json_and_timestamps(kube_env: KubeEnv, kube_api: A
     everything = stdout()
     assert lines_of(everything, f"{web}/app ") == ["old 1", "old 2", "new 1", "new 2", "new 3"]
     assert lines_of(everything, f"{web}/sidecar ") == ["side 1", "side 2"]
-    assert lines_of(stdout("--since", "10m"), f"{web}/app ") == ["new 1", "new 2", "new 3"]
+    recent = f"{SINCE_GAP_S - 2}s"
+    assert lines_of(stdout("--since", recent), f"{web}/app ") == ["new 1", "new 2", "new 3"]
     tailed = stdout("--tail", "2")
     assert lines_of(tailed, f"{web}/app ") == ["new 2", "new 3"]
     assert lines_of(tailed, f"{web}/sidecar ") == ["side 1", "side 2"]
@@ -222,7 +235,7 @@ def test_since_tail_container_json_and_timestamps(kube_env: KubeEnv, kube_api: A
     assert [r["message"] for r in records] == ["old 1", "old 2", "new 1", "new 2", "new 3"]
     assert {(r["namespace"], r["pod"], r["container"]) for r in records} == {(ns, web, "app")}
     stamp = datetime.fromisoformat(records[0]["timestamp"][:26] + "+00:00")
-    assert abs(stamp - old) < timedelta(seconds=1)
+    assert abs(stamp - said_old) < timedelta(seconds=2)  # the kubelet's time of the line
 
     stamped = stdout("-t", "-c", "app", "--tail", "1")
     assert stamped == [f"{web}/app {records[-1]['timestamp']} new 3"]
@@ -234,15 +247,14 @@ def test_resumes_after_all_connections_are_cut(kube_env: KubeEnv, kube_api: Any,
     """An API server "restart" (every connection dies, new ones are refused for a while)
     mid-stream: nothing is lost, nothing repeated, and the Pod watch carries on."""
     ns = kube_namespace
-    deploy(kube_api, ns, "web")
+    deploy(kube_env, kube_api, ns, "web")
     web = one_pod(kube_api, ns, "web")
     kubeconfig = tmp_path / "kubeconfig"
     proxy = proxied_api_server(kube_env, kubeconfig)
     try:
         logs = logs_run("-n", ns, kubeconfig=kubeconfig)
         before = [f"before {i}" for i in range(50)]
-        # One timestamp for all 50: the resume replays them all and must drop each once.
-        kube_env.feed_log(ns, web, "app", *before, at=datetime.now(UTC) - timedelta(seconds=5))
+        kube_env.say(ns, web, *before)  # through the API server itself, not the proxy
         logs.wait_for_lines(f"{web}/app before 49")
         # Has shown nothing when the cut comes: --tail 0 must not be applied again.
         new_only = logs_run("-n", ns, "--tail", "0", kubeconfig=kubeconfig)
@@ -250,12 +262,12 @@ def test_resumes_after_all_connections_are_cut(kube_env: KubeEnv, kube_api: Any,
 
         proxy.cut()
         during = [f"during {i}" for i in range(50)]
-        kube_env.feed_log(ns, web, "app", *during)  # same second as some "before" lines
+        kube_env.say(ns, web, *during)
         refused_at = proxy.accepted
         time.sleep(1.0)  # outage: kodev retries against a refusing "server"
         proxy.restore()
         after = [f"after {i}" for i in range(50)]
-        kube_env.feed_log(ns, web, "app", *after)
+        kube_env.say(ns, web, *after)
         logs.wait_for_lines(f"{web}/app after 49")
         new_only.wait_for_lines(f"{web}/app after 49")
         logs.wait_for_notice(f"~ {web}/app stream resumed")
@@ -264,14 +276,15 @@ def test_resumes_after_all_connections_are_cut(kube_env: KubeEnv, kube_api: Any,
 
         roll_out(kube_api, ns, "web")  # the watch must have reconnected to see this
         rolled = one_pod(kube_api, ns, "web", other_than=web)
-        kube_env.feed_log(ns, rolled, "app", "new pod")
+        kube_env.say(ns, rolled, "new pod")
         logs.wait_for_lines(f"{rolled}/app new pod")
         logs.wait_until("the old pod's stream to end",
                         lambda: f"- {web}/app" in logs.stderr)
         assert logs.interrupt() == 130
-        assert lines_of(logs.stdout, f"{web}/app ") == [*before, *during, *after]
+        assert without_goodbye(lines_of(logs.stdout, f"{web}/app ")) == \
+            [*before, *during, *after]
         assert new_only.interrupt() == 130
-        assert lines_of(new_only.stdout, f"{web}/app ") == [*during, *after]
+        assert without_goodbye(lines_of(new_only.stdout, f"{web}/app ")) == [*during, *after]
     finally:
         proxy.close()
 
@@ -279,44 +292,38 @@ def test_resumes_after_all_connections_are_cut(kube_env: KubeEnv, kube_api: Any,
 def test_restarted_container_is_followed(kube_env: KubeEnv, kube_api: Any,
                                          kube_namespace: str,
                                          logs_run: Callable[..., LogsProcess]) -> None:
-    """restartCount grows: the old instance's unseen last lines (previous=true), then the
-    new instance from its first line, each once."""
+    """The container exits non-zero and the kubelet restarts it (restartPolicy Always):
+    the old instance's last lines, then the new instance from its first line, each once."""
     ns = kube_namespace
-    deploy(kube_api, ns, "web")
+    deploy(kube_env, kube_api, ns, "web", args=("--say", "started"))
     web = one_pod(kube_api, ns, "web")
-    kube_env.feed_log(ns, web, "app", "first life 1")
+    kube_env.say(ns, web, "first life 1")
     logs = logs_run("-n", ns)
     logs.wait_for_lines(f"{web}/app first life 1")
 
-    # What a kubelet does on a restart: the old log becomes the previous one, the
-    # new instance starts an empty log, restartCount grows.
-    current = kube_env.log_path(ns, web, "app")
-    kube_env.feed_log(ns, web, "app", "first life 2 (its last words)", previous=True)
-    previous = current.with_name("app.previous.log")
-    previous.write_text(current.read_text() + previous.read_text())
-    current.write_text("")
-    pod = core(kube_api).read_namespaced_pod(web, ns)
-    statuses = kube_api.sanitize_for_serialization(pod.status.container_statuses)
-    statuses[0]["restartCount"] = 1
-    core(kube_api).patch_namespaced_pod_status(web, ns, {"status": {"containerStatuses":
-                                                                    statuses}})
+    kube_env.say(ns, web, "first life 2 (its last words)")
+    assert kube_env.pod_get(ns, web, "/exit?code=3").strip() == "exiting 3"
     logs.wait_for_notice(f"~ {web}/app restarted (1)")
-    kube_env.feed_log(ns, web, "app", "second life 1")
+    pod = core(kube_api).read_namespaced_pod(web, ns)
+    last = pod.status.container_statuses[0].last_state.terminated
+    assert last.exit_code == 3  # the kubelet's record of the real exit
+    eventually("the new instance to be ready", lambda: web in ready_pods(kube_api, ns, "web"))
+    kube_env.say(ns, web, "second life 1")
     logs.wait_for_lines(f"{web}/app second life 1")
     assert logs.interrupt() == 130
     assert lines_of(logs.stdout, f"{web}/app ") == \
-        ["first life 1", "first life 2 (its last words)", "second life 1"]
+        ["started", "first life 1", "first life 2 (its last words)", "started", "second life 1"]
 
 
 def test_statefulset_by_kind_and_name(kube_env: KubeEnv, kube_api: Any, kube_namespace: str,
                                       tmp_path: Path) -> None:
     ns = kube_namespace
-    deploy(kube_api, ns, "db", kind="StatefulSet", managed=False)
-    deploy(kube_api, ns, "web")
+    deploy(kube_env, kube_api, ns, "db", kind="StatefulSet", managed=False)
+    deploy(kube_env, kube_api, ns, "web")
     eventually("db-0 ready", lambda: ready_pods(kube_api, ns, "db") == ["db-0"])
     web = one_pod(kube_api, ns, "web")
-    kube_env.feed_log(ns, "db-0", "app", "db line")
-    kube_env.feed_log(ns, web, "app", "web line")
+    kube_env.say(ns, "db-0", "db line")
+    kube_env.say(ns, web, "web line")
     named = run_logs(kube_env, tmp_path, "-n", ns, "--no-follow", "sts/db")
     assert (named.returncode, named.stdout) == (0, "db-0/app db line\n"), named.stderr
     default = run_logs(kube_env, tmp_path, "-n", ns, "--no-follow")
@@ -352,9 +359,8 @@ def test_default_selection_is_what_kodev_apply_deployed(
                   "KO_DOCKER_REPO": f"{kube_env.registry}/logs"}
     kodev.run("apply", "-f", "config", "-n", ns, "--sbom=none")
     web, worker = one_pod(kube_api, ns, "web"), one_pod(kube_api, ns, "worker")
-    kube_env.feed_log(ns, web, "web", "listening on :8080")
     logs = logs_run("-n", ns)
-    logs.wait_for_lines(f"{web}/web listening on :8080")
-    kube_env.feed_log(ns, worker, "worker", "tick")
-    logs.wait_for_lines(f"{worker}/worker tick")
+    # What the demo's binaries print when they start, and the worker's first tick.
+    logs.wait_for_lines(f"{web}/web hello from web", f"{worker}/worker hello from worker")
+    logs.wait_for_lines(f"{worker}/worker hello from worker: tick 1")
     assert logs.interrupt() == 130

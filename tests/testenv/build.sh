@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Build the test-environment binaries (kube-apiserver, kube-controller-manager,
-# kube-scheduler, etcd, kwok) from the wrapper Go modules next to this script into
-# a versioned cache directory outside the clone.
+# Build the test-environment binaries from the wrapper Go modules next to this script
+# into a versioned cache directory outside the clone: the control plane
+# (kube-apiserver, kube-controller-manager, kube-scheduler, etcd), the real node
+# (kubelet, containerd, containerd-shim-runc-v2, ctr, the CNI plugins bridge,
+# host-local, loopback and portmap) and two small programs of our own: `pause` (the
+# sandbox container) and `testapp` (a workload for tests that do not build with kodev).
 #
 #   tests/testenv/build.sh            build if needed, print the binary directory
 #   tests/testenv/build.sh --print    only print the binary directory (no build)
@@ -23,13 +26,18 @@ export GOTOOLCHAIN=local
 export CGO_ENABLED=0
 export GOFLAGS="-mod=readonly"
 
+MODULES="kube etcd containerd cni programs"
+# containerd without the storage drivers and docs generator the node does not use.
+CONTAINERD_TAGS="urfave_cli_no_docs no_btrfs no_devmapper no_zfs"
+
 key() {
     (
         cd "$HERE"
-        for m in kube etcd kwok; do
+        for m in $MODULES; do
             printf '%s\n' "$m"
-            cat "$m/go.mod" "$m/go.sum"
+            cat "$m/go.mod" "$m/go.sum" 2>/dev/null || true
         done
+        cat programs/*/main.go
         cat build.sh
     ) | sha256sum | cut -c1-16
 }
@@ -79,15 +87,40 @@ for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 
 start=$SECONDS
-echo "testenv: building kube-apiserver, kube-controller-manager, kube-scheduler ($KUBE_VERSION)" >&2
-go -C "$HERE/kube" build -trimpath -pgo=off -ldflags "$LDF" -o "$TMP/" \
+# One line per step, and a line every 30 s while a step runs, so a cold build
+# (about 20 minutes on 2 cores) is never minutes of silence.
+step() {
+    local what="$1" t0=$SECONDS ticker rc=0
+    shift
+    echo "testenv: building $what" >&2
+    ( while sleep 30; do echo "testenv:   ... $what, $((SECONDS - t0))s" >&2; done ) &
+    ticker=$!
+    "$@" || rc=$?
+    kill "$ticker" 2>/dev/null; wait "$ticker" 2>/dev/null || true
+    ((rc == 0)) || { echo "testenv: building $what failed (exit $rc)" >&2; exit "$rc"; }
+    echo "testenv: built $what in $((SECONDS - t0))s (total $((SECONDS - start))s)" >&2
+}
+gobuild() { local dir="$1"; shift; go -C "$HERE/$dir" build -trimpath -pgo=off "$@"; }
+
+step "kube-apiserver, kube-controller-manager, kube-scheduler, kubelet ($KUBE_VERSION)" \
+    gobuild kube -ldflags "$LDF" -o "$TMP/" \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler
-echo "testenv: building etcd" >&2
-go -C "$HERE/etcd" build -trimpath -pgo=off -ldflags "-s -w" -o "$TMP/etcd" go.etcd.io/etcd/server/v3
-echo "testenv: building kwok" >&2
-go -C "$HERE/kwok" build -trimpath -pgo=off -ldflags "-s -w" -o "$TMP/kwok" sigs.k8s.io/kwok/cmd/kwok
+    k8s.io/kubernetes/cmd/kube-scheduler \
+    k8s.io/kubernetes/cmd/kubelet
+step etcd gobuild etcd -ldflags "-s -w" -o "$TMP/etcd" go.etcd.io/etcd/server/v3
+step "containerd, ctr" gobuild containerd -tags "$CONTAINERD_TAGS" -ldflags "-s -w" -o "$TMP/" \
+    github.com/containerd/containerd/v2/cmd/containerd \
+    github.com/containerd/containerd/v2/cmd/ctr
+step containerd-shim-runc-v2 gobuild containerd -tags "$CONTAINERD_TAGS no_grpc" -ldflags "-s -w" \
+    -o "$TMP/containerd-shim-runc-v2" github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
+mkdir -p "$TMP/cni"
+step "CNI plugins (bridge, host-local, loopback, portmap)" gobuild cni -ldflags "-s -w" -o "$TMP/cni/" \
+    github.com/containernetworking/plugins/plugins/main/bridge \
+    github.com/containernetworking/plugins/plugins/ipam/host-local \
+    github.com/containernetworking/plugins/plugins/main/loopback \
+    github.com/containernetworking/plugins/plugins/meta/portmap
+step "pause, testapp" gobuild programs -ldflags "-s -w" -o "$TMP/" ./pause ./testapp
 
 rm -rf "$BIN"
 mv "$TMP" "$BIN"

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Start the local test environment: etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, KWOK (fake kubelet, one Ready node), the pod-log router and a
-# docker-registry, all on 127.0.0.1 with free ports. State lives in .testenv/ in the
-# repo root (override: KODEV_TESTENV_DIR); `.testenv/env` holds shell exports.
+# kube-scheduler, a docker-registry and one real node (containerd + runc + CNI +
+# kubelet), all inside a network namespace of its own. The machine's own (root)
+# namespace gains nothing but two listeners on 127.0.0.1 (forward.py) that lead to the
+# apiserver and the registry, on the same port numbers as inside. State lives in
+# .testenv/ in the repo root (override: KODEV_TESTENV_DIR); `.testenv/env` holds
+# shell exports.
 #
 # Idempotent: if the recorded processes are alive and /readyz answers, it is a no-op.
 # A stale state directory (dead processes) is cleaned and replaced. Any failure or
@@ -12,12 +15,18 @@ set -euo pipefail
 # shellcheck source=tests/testenv/lib.sh
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
-NODE_NAME="kwok-node-0"
-LOG_ANNOTATION="testenv.kodev.dev/logs"
+NODE_NAME="kodev-node"
+# The node's address, on the namespace's own lo; Pods get 10.88.0.0/24 on a bridge.
+# Both exist only inside the namespace, which has no route out.
+NODE_IP="10.250.255.1"
+POD_SUBNET="10.88.0.0/24"
+PAUSE_IMAGE_TAG="pause:3.10"
 READY_TIMEOUT="${KODEV_TESTENV_TIMEOUT:-120}"
 
+# Every probe runs inside the namespace (the forwarders only lead to the apiserver
+# and the registry).
 kcurl() {
-    curl -sS --fail-with-body --max-time 30 --cacert "$PKI/ca.crt" \
+    "${INNS[@]}" curl -sS --fail-with-body --max-time 30 --cacert "$PKI/ca.crt" \
         --cert "$PKI/admin.crt" --key "$PKI/admin.key" "$@"
 }
 
@@ -27,6 +36,29 @@ apiserver_ready() {
     url="$(sed -n 's/^export KODEV_TESTENV_APISERVER=//p' "$STATE/env")"
     [[ -n "$url" ]] || return 1
     kcurl --max-time 5 -o /dev/null "$url/readyz" 2>/dev/null
+}
+
+# One line saying why this machine cannot run the node, and exit 1 (tests that need
+# the node then fail; they never skip).
+require_node_support() {
+    local why=""
+    if [[ "$(id -u)" != 0 ]]; then
+        why="the real node needs root (network namespace, cgroups, mounts); run as root"
+    elif ! command -v nsenter >/dev/null || ! command -v ip >/dev/null; then
+        why="nsenter and ip are missing: apt-get install util-linux iproute2"
+    elif [[ ! -x /usr/sbin/runc ]]; then
+        why="runc is missing: apt-get install runc (or make deps)"
+    elif ! command -v umoci >/dev/null || ! command -v skopeo >/dev/null; then
+        why="umoci and skopeo are missing: make deps"
+    elif [[ -z "$(cgroup_v1_hierarchies | grep -m1 '/memory$')" ]]; then
+        why="no cgroup v1 memory hierarchy under /sys/fs/cgroup (the node is set up for this machine's cgroup v1 layout)"
+    elif ! grep -qw overlay /proc/filesystems && ! modprobe overlay 2>/dev/null; then
+        why="the kernel has no overlay filesystem (containerd's snapshotter needs it)"
+    fi
+    if [[ -n "$why" ]]; then
+        log "cannot start the real node: $why"
+        exit 1
+    fi
 }
 
 started=0
@@ -46,6 +78,7 @@ trap 'exit 143' TERM
 trap 'exit 129' HUP
 
 take_lock
+require_node_support
 
 if [[ -d "$STATE" ]]; then
     if all_alive && apiserver_ready; then
@@ -61,32 +94,41 @@ if ! "$TESTENV_HERE/build.sh" --check; then
     log "binary cache $BIN missing, building (the first build takes a while)"
     "$TESTENV_HERE/build.sh" >/dev/null
 fi
-for b in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
+for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet containerd \
+    containerd-shim-runc-v2 pause cni/bridge cni/host-local cni/loopback cni/portmap; do
     [[ -x "$BIN/$b" ]] || { log "missing $BIN/$b"; exit 1; }
 done
-# The kwok module source (stages, CRDs); downloaded into GOMODCACHE if it was pruned.
-KWOK_VERSION="$(awk '$1 == "sigs.k8s.io/kwok" { print $2 }' "$TESTENV_HERE/kwok/go.mod")"
-KWOK_DIR="$(GOTOOLCHAIN=local go -C "$TESTENV_HERE/kwok" mod download -json \
-    "sigs.k8s.io/kwok@$KWOK_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
-[[ -d "$KWOK_DIR/kustomize" ]] || { log "kwok module not found in GOMODCACHE"; exit 1; }
 
 T0=$SECONDS
 started=1
 mkdir -p "$STATE"
 STATE="$(cd "$STATE" && pwd)"
 PIDS="$STATE/pids" LOGS="$STATE/logs" PKI="$STATE/pki"
-PODLOGS="$STATE/podlogs"
 : >"$PIDS"
 # Who started it: the pytest fixture passes a token so it only tears down its own.
 printf '%s\n' "${KODEV_TESTENV_OWNER:-manual}" >"$STATE/owner"
-mkdir -p "$LOGS" "$PKI" "$PODLOGS" "$STATE/registry"
+mkdir -p "$LOGS" "$PKI" "$STATE/registry"
+
+# ---------------------------------------------------------------- host paths, namespace
+# Record what we create outside $STATE so that down.sh removes exactly that.
+: >"$STATE/host-paths"
+for p in "${HOST_PATHS[@]}"; do
+    [[ -e "$p" ]] || printf '%s\n' "$p" >>"$STATE/host-paths"
+done
+[[ -d /run/netns ]] || touch "$STATE/netns-dir-created"
+ip netns add "$NETNS_NAME"
+ip -n "$NETNS_NAME" link set lo up
+ip -n "$NETNS_NAME" addr add "$NODE_IP/32" dev lo
+printf '%s\n' "$NETNS_NAME" >"$STATE/netns"
 
 # ---------------------------------------------------------------- free ports
-read -r ETCD_PORT ETCD_PEER_PORT API_PORT KCM_PORT SCHED_PORT KWOK_PORT REG_PORT < <(
+# Picked free in the root namespace (where the forwarders listen) and used with the
+# same numbers inside the fresh namespace, where every port is free.
+read -r ETCD_PORT ETCD_PEER_PORT API_PORT KCM_PORT SCHED_PORT REG_PORT < <(
     python3 - <<'EOF'
 import socket
 socks = []
-for _ in range(7):
+for _ in range(6):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -110,7 +152,8 @@ storage:
 http:
   addr: 127.0.0.1:$REG_PORT
 EOF
-spawn registry /usr/bin/docker-registry serve "$STATE/registry.yml"
+spawn registry "${INNS[@]}" /usr/bin/docker-registry serve "$STATE/registry.yml"
+spawn forward python3 "$TESTENV_HERE/forward.py" "$NETNS_PATH" "$API_PORT" "$REG_PORT"
 
 # ---------------------------------------------------------------- PKI
 (
@@ -122,7 +165,7 @@ spawn registry /usr/bin/docker-registry serve "$STATE/registry.yml"
     openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
         -keyout apiserver.key -out apiserver.csr
     {
-        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes,'
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,IP:%s,DNS:kubernetes,' "$NODE_IP"
         printf 'DNS:kubernetes.default,DNS:kubernetes.default.svc,'
         printf 'DNS:kubernetes.default.svc.cluster.local\n'
         printf 'extendedKeyUsage=serverAuth\n'
@@ -190,7 +233,7 @@ get_check() {
 }
 
 # ---------------------------------------------------------------- etcd
-spawn etcd "$BIN/etcd" \
+spawn etcd "${INNS[@]}" "$BIN/etcd" \
     --name=kodev-testenv \
     --data-dir="$STATE/etcd" \
     --listen-client-urls="http://127.0.0.1:$ETCD_PORT" \
@@ -203,10 +246,10 @@ spawn etcd "$BIN/etcd" \
     --auto-compaction-mode=periodic --auto-compaction-retention=5m \
     --quota-backend-bytes=2147483648 \
     --log-level=warn
-wait_for "etcd /health" etcd curl -sf --max-time 2 "http://127.0.0.1:$ETCD_PORT/health"
+wait_for "etcd /health" etcd "${INNS[@]}" curl -sf --max-time 2 "http://127.0.0.1:$ETCD_PORT/health"
 
 # ---------------------------------------------------------------- kube-apiserver
-spawn kube-apiserver "$BIN/kube-apiserver" \
+spawn kube-apiserver "${INNS[@]}" "$BIN/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 --secure-port="$API_PORT" \
     --advertise-address=127.0.0.1 --endpoint-reconciler-type=none \
@@ -224,7 +267,7 @@ spawn kube-apiserver "$BIN/kube-apiserver" \
 wait_for "kube-apiserver /readyz" kube-apiserver kcurl --max-time 5 "$API_URL/readyz"
 
 # ---------------------------------------------------------------- controllers
-spawn kube-controller-manager "$BIN/kube-controller-manager" \
+spawn kube-controller-manager "${INNS[@]}" "$BIN/kube-controller-manager" \
     --kubeconfig="$KUBECONFIG_PATH" \
     --authentication-kubeconfig="$KUBECONFIG_PATH" \
     --authorization-kubeconfig="$KUBECONFIG_PATH" \
@@ -246,7 +289,7 @@ clientConnection:
 leaderElection:
   leaderElect: false
 EOF
-spawn kube-scheduler "$BIN/kube-scheduler" \
+spawn kube-scheduler "${INNS[@]}" "$BIN/kube-scheduler" \
     --config="$STATE/scheduler.yaml" \
     --authentication-kubeconfig="$KUBECONFIG_PATH" \
     --authorization-kubeconfig="$KUBECONFIG_PATH" \
@@ -254,84 +297,154 @@ spawn kube-scheduler "$BIN/kube-scheduler" \
     --bind-address=127.0.0.1 --secure-port="$SCHED_PORT" \
     --v=1
 
-# ---------------------------------------------------------------- KWOK CRDs, node
-for crd in logs clusterlogs; do
-    sed '/^---$/d' "$KWOK_DIR/kustomize/crd/bases/kwok.x-k8s.io_$crd.yaml" |
-        kcurl -o /dev/null -H 'Content-Type: application/yaml' --data-binary @- \
-            "$API_URL/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-    wait_for "CRD $crd established" "" get_check \
-        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/$crd.kwok.x-k8s.io" \
-        'any(c["type"] == "Established" and c["status"] == "True"
-             for c in o.get("status", {}).get("conditions", []))'
-done
+# ---------------------------------------------------------------- the real node
+# Images of our own two programs: no image can be pulled from the internet, so the
+# static `pause` (the sandbox, pinned in containerd) and `testapp` (a workload for tests
+# that do not build with kodev) become one-layer images in the local registry, made
+# with umoci and pushed with skopeo.
+PAUSE_IMAGE="127.0.0.1:$REG_PORT/$PAUSE_IMAGE_TAG"
+# push_program NAME REF USER: prints the pushed image's digest.
+push_program() {
+    local name="$1" ref="$2" user="$3" work="$STATE/image-$1" arch
+    arch="$(go env GOARCH)"
+    rm -rf "$work"
+    mkdir -p "$work"
+    umoci init --layout "$work/oci"
+    umoci new --image "$work/oci:img"
+    umoci insert --rootless --image "$work/oci:img" "$BIN/$name" "/$name"
+    umoci config --image "$work/oci:img" --os linux --architecture "$arch" \
+        --config.entrypoint "/$name" --config.user "$user"
+    skopeo copy -q --dest-tls-verify=false --digestfile "$work/digest" \
+        "oci:$work/oci:img" "docker://$ref" >&2
+    cat "$work/digest"
+    rm -rf "$work"
+}
+push_images() {
+    push_program pause "$PAUSE_IMAGE" 65535:65535 >/dev/null
+    TESTAPP_IMAGE="127.0.0.1:$REG_PORT/testenv/testapp@$(
+        push_program testapp "127.0.0.1:$REG_PORT/testenv/testapp:1" 65532:65532)"
+}
+wait_for "registry /v2/ (through the forwarder)" forward curl -sf --max-time 2 "http://127.0.0.1:$REG_PORT/v2/"
+push_images 2>"$LOGS/images.log" || { log "could not push the pause and testapp images"; cat "$LOGS/images.log" >&2; exit 1; }
 
-ARCH="$(go env GOARCH)"
-kcurl -o /dev/null -H 'Content-Type: application/json' "$API_URL/api/v1/nodes" --data-binary @- <<EOF
+CTRD="$STATE/containerd"
+mkdir -p "$CTRD/certs.d/127.0.0.1:$REG_PORT" "$STATE/cni/net.d" "$STATE/cni/ipam" \
+    "$STATE/kubelet/manifests" "$STATE/kubelet/pod-logs" "$STATE/kubelet/volume-plugins"
+cat >"$CTRD/certs.d/127.0.0.1:$REG_PORT/hosts.toml" <<EOF
+server = "http://127.0.0.1:$REG_PORT"
+
+[host."http://127.0.0.1:$REG_PORT"]
+  capabilities = ["pull", "resolve"]
+EOF
+cat >"$CTRD/config.toml" <<EOF
+version = 3
+root = "$CTRD/root"
+state = "$CTRD/state"
+
+[grpc]
+  address = "$CTRD/containerd.sock"
+[ttrpc]
+  address = "$CTRD/containerd.sock.ttrpc"
+
+[plugins]
+  [plugins.'io.containerd.cri.v1.runtime']
+    enable_selinux = false
+    disable_apparmor = true
+    # root here lacks CAP_SYS_RESOURCE: runc must not raise oom_score_adj
+    restrict_oom_score_adj = true
+    tolerate_missing_hugetlb_controller = true
+    netns_mounts_under_state_dir = true
+    [plugins.'io.containerd.cri.v1.runtime'.containerd]
+      default_runtime_name = "runc"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+        [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+          BinaryName = "/usr/sbin/runc"
+          Root = "$STATE/runc"
+          SystemdCgroup = false
+    [plugins.'io.containerd.cri.v1.runtime'.cni]
+      bin_dirs = ["$BIN/cni"]
+      conf_dir = "$STATE/cni/net.d"
+  [plugins.'io.containerd.cri.v1.images']
+    snapshotter = "overlayfs"
+    [plugins.'io.containerd.cri.v1.images'.pinned_images]
+      sandbox = "$PAUSE_IMAGE"
+    [plugins.'io.containerd.cri.v1.images'.registry]
+      config_path = "$CTRD/certs.d"
+  [plugins.'io.containerd.grpc.v1.cri']
+    stream_server_address = "127.0.0.1"
+    stream_server_port = "0"
+EOF
+cat >"$STATE/cni/net.d/10-kodev.conflist" <<EOF
 {
-  "apiVersion": "v1",
-  "kind": "Node",
-  "metadata": {
-    "name": "$NODE_NAME",
-    "annotations": {"node.alpha.kubernetes.io/ttl": "0", "kwok.x-k8s.io/node": "fake"},
-    "labels": {
-      "kubernetes.io/hostname": "$NODE_NAME",
-      "kubernetes.io/os": "linux",
-      "kubernetes.io/arch": "$ARCH",
-      "type": "kwok"
-    }
-  },
-  "status": {
-    "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-    "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"}
-  }
+  "cniVersion": "1.0.0",
+  "name": "kodev",
+  "plugins": [
+    {"type": "bridge", "bridge": "kodev0", "isGateway": true, "ipMasq": false,
+     "hairpinMode": true,
+     "ipam": {"type": "host-local", "dataDir": "$STATE/cni/ipam",
+              "ranges": [[{"subnet": "$POD_SUBNET"}]]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "loopback"}
+  ]
 }
 EOF
+# containerd finds containerd-shim-runc-v2 on PATH.
+spawn containerd env PATH="$BIN:$PATH" "${INNS[@]}" "$TESTENV_HERE/incgroup.sh" "$CG_DAEMONS" \
+    "$BIN/containerd" --config "$CTRD/config.toml"
+wait_for "containerd socket" containerd test -S "$CTRD/containerd.sock"
 
-# ---------------------------------------------------------------- KWOK
-# Stages come from the kwok module in GOMODCACHE (the kwok binary has none built in).
-# pod-ready additionally waits for the log router's annotation, so that a Ready Pod
-# always has its per-Pod log files wired up. No KwokConfiguration document: kwok only
-# applies its option defaults when the config has none; options are passed as flags.
-{
-    for f in node/fast/node-initialize.yaml \
-        node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
-        pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
-        printf -- '---\n'
-        cat "$KWOK_DIR/kustomize/stage/$f"
-    done
-    printf -- '---\n'
-    awk -v ann="$LOG_ANNOTATION" '
-        { print }
-        /^    matchExpressions:/ && !done {
-            print "    - key: '\''.metadata.annotations.\"" ann "\"'\''"
-            print "      operator: '\''Exists'\''"
-            done = 1
-        }' "$KWOK_DIR/kustomize/stage/pod/fast/pod-ready.yaml"
-} >"$STATE/kwok.yaml"
-grep -q "$LOG_ANNOTATION" "$STATE/kwok.yaml" || { log "could not patch pod-ready stage"; exit 1; }
-
-spawn kwok "$BIN/kwok" \
+cgroup_create "$CG_PODS"
+cat >"$STATE/kubelet/config.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+failCgroupV1: false
+cgroupDriver: cgroupfs
+cgroupRoot: $CG_PODS
+failSwapOn: false
+containerRuntimeEndpoint: unix://$CTRD/containerd.sock
+imageServiceEndpoint: unix://$CTRD/containerd.sock
+address: $NODE_IP
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+authentication:
+  anonymous: {enabled: true}
+  webhook: {enabled: false}
+authorization:
+  mode: AlwaysAllow
+resolvConf: ""
+serializeImagePulls: false
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard:
+  memory.available: 100Mi
+  nodefs.available: "0%"
+  nodefs.inodesFree: "0%"
+  imagefs.available: "0%"
+  imagefs.inodesFree: "0%"
+staticPodPath: $STATE/kubelet/manifests
+podLogsDir: $STATE/kubelet/pod-logs
+volumePluginDir: $STATE/kubelet/volume-plugins
+maxPods: 110
+shutdownGracePeriod: 0s
+EOF
+spawn kubelet "${INNS[@]}" "$TESTENV_HERE/incgroup.sh" "$CG_DAEMONS" "$BIN/kubelet" \
+    --config="$STATE/kubelet/config.yaml" \
     --kubeconfig="$KUBECONFIG_PATH" \
-    --config="$STATE/kwok.yaml" \
-    --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-    --node-ip=127.0.0.1 --node-name=localhost --node-port="$KWOK_PORT" \
-    --server-address="127.0.0.1:$KWOK_PORT" \
-    --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
-    --node-lease-duration-seconds=40 \
-    --cidr=10.244.0.0/16 \
-    --enable-crds=Logs,ClusterLogs
-
-spawn logrouter python3 "$TESTENV_HERE/logrouter.py" \
-    --server="$API_URL" --ca="$PKI/ca.crt" --cert="$PKI/admin.crt" --key="$PKI/admin.key" \
-    --podlogs="$PODLOGS"
+    --root-dir="$STATE/kubelet/root" \
+    --cert-dir="$STATE/kubelet/pki" \
+    --node-ip="$NODE_IP" \
+    --hostname-override="$NODE_NAME" \
+    --v=1
 
 # ---------------------------------------------------------------- readiness
 wait_for "kube-controller-manager /healthz" kube-controller-manager \
-    curl -sfk --max-time 2 "https://127.0.0.1:$KCM_PORT/healthz"
+    "${INNS[@]}" curl -sfk --max-time 2 "https://127.0.0.1:$KCM_PORT/healthz"
 wait_for "kube-scheduler /healthz" kube-scheduler \
-    curl -sfk --max-time 2 "https://127.0.0.1:$SCHED_PORT/healthz"
-wait_for "registry /v2/" registry curl -sf --max-time 2 "http://127.0.0.1:$REG_PORT/v2/"
-wait_for "node $NODE_NAME Ready and untainted" kwok get_check "/api/v1/nodes/$NODE_NAME" \
+    "${INNS[@]}" curl -sfk --max-time 2 "https://127.0.0.1:$SCHED_PORT/healthz"
+wait_for "node $NODE_NAME Ready and untainted" kubelet get_check "/api/v1/nodes/$NODE_NAME" \
     'any(c["type"] == "Ready" and c["status"] == "True" for c in o["status"]["conditions"])
      and not o["spec"].get("taints")'
 wait_for "default ServiceAccount" kube-controller-manager \
@@ -362,7 +475,8 @@ kcurl -o /dev/null -H 'Content-Type: application/json' \
         KODEV_TEST_REGISTRY "127.0.0.1:$REG_PORT" \
         KO_DOCKER_REPO "127.0.0.1:$REG_PORT" \
         KODEV_TESTENV_DIR "$STATE" \
-        KODEV_TESTENV_PODLOGS "$PODLOGS" \
+        KODEV_TESTENV_NETNS "$NETNS_NAME" \
+        KODEV_TESTENV_TESTAPP "$TESTAPP_IMAGE" \
         KODEV_TESTENV_APISERVER "$API_URL" \
         KODEV_TESTENV_NODE "$NODE_NAME" \
         KODEV_TESTENV_BIN "$BIN"

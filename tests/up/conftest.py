@@ -22,6 +22,29 @@ from tests.fixtures.kodev import TOOLS_BIN
 
 EVENT_TIMEOUT = 90.0
 
+# Each binary prints its greeting when it starts and answers it over HTTP on :8080, so
+# the tests can tell which code a real container runs (its log and its HTTP answer).
+SERVE = ('\thttp.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) '
+         '{{ fmt.Fprintln(w, {expr}) }})\n'
+         '\t_ = http.ListenAndServe(":8080", nil)\n')
+
+
+def shared_main(name: str) -> str:
+    expr = f'shared.Greeting("{name}")'
+    return ("package main\n\n"
+            'import (\n\t"fmt"\n\t"net/http"\n\n\t"example.com/uptest/internal/shared"\n)\n\n'
+            f"func main() {{\n\tfmt.Println({expr})\n" + SERVE.format(expr=expr) + "}\n")
+
+
+def gamma_main(text: str = "gamma") -> str:
+    """gamma imports nothing of the module; ``name`` is what it prints and answers."""
+    return ("package main\n\n"
+            'import (\n\t"fmt"\n\t"net/http"\n)\n\n'
+            "// main prints its name.\n"
+            f'const name = "{text}"\n\n'
+            "func main() {\n\tfmt.Println(name)\n" + SERVE.format(expr="name") + "}\n")
+
+
 MODULE = {
     "go.mod": "module example.com/uptest\n\ngo 1.22\n",
     ".ko.yaml": "defaultBaseImage: kodev://minimal\n",
@@ -31,22 +54,9 @@ MODULE = {
         "// Greeting is what alpha and beta print.\n"
         'func Greeting(who string) string { return "hello " + who }\n'
     ),
-    "cmd/alpha/main.go": (
-        "package main\n\n"
-        'import (\n\t"fmt"\n\n\t"example.com/uptest/internal/shared"\n)\n\n'
-        'func main() { fmt.Println(shared.Greeting("alpha")) }\n'
-    ),
-    "cmd/beta/main.go": (
-        "package main\n\n"
-        'import (\n\t"fmt"\n\n\t"example.com/uptest/internal/shared"\n)\n\n'
-        'func main() { fmt.Println(shared.Greeting("beta")) }\n'
-    ),
-    "cmd/gamma/main.go": (
-        "package main\n\n"
-        'import "fmt"\n\n'
-        "// main prints its name.\n"
-        'func main() { fmt.Println("gamma") }\n'
-    ),
+    "cmd/alpha/main.go": shared_main("alpha"),
+    "cmd/beta/main.go": shared_main("beta"),
+    "cmd/gamma/main.go": gamma_main(),
     "cmd/gamma/main_test.go": "package main\n",
     "README.md": "not a dependency of anything\n",
 }
@@ -65,9 +75,12 @@ spec:
     metadata:
       labels: {{app: {name}}}
     spec:
+      terminationGracePeriodSeconds: 2
       containers:
       - name: {name}
         image: ko://example.com/uptest/cmd/{name}
+        ports:
+        - containerPort: 8080
 """
 
 NAMES = ("alpha", "beta", "gamma")
@@ -207,12 +220,20 @@ def deployment_images(kube_api: Any, namespace: str) -> dict[str, str]:
             for d in apps.list_namespaced_deployment(namespace).items}
 
 
-def pods_of(kube_api: Any, namespace: str, app: str) -> set[str]:
+def answers(kube_env: Any, kube_api: Any, namespace: str, app: str) -> set[str]:
+    """What the live Pods of ``app`` answer over HTTP right now (through pods/proxy)."""
+    return {kube_env.pod_get(namespace, pod).strip()
+            for pod in pods_of(kube_api, namespace, app, ready=True)}
+
+
+def pods_of(kube_api: Any, namespace: str, app: str, *, ready: bool = False) -> set[str]:
     """Names of the live (not terminating) Pods labelled app=<app>."""
     from kubernetes import client
 
     pods = client.CoreV1Api(kube_api).list_namespaced_pod(namespace, label_selector=f"app={app}")
-    return {p.metadata.name for p in pods.items if p.metadata.deletion_timestamp is None}
+    return {p.metadata.name for p in pods.items if p.metadata.deletion_timestamp is None
+            and (not ready or any(c.type == "Ready" and c.status == "True"
+                                  for c in p.status.conditions or []))}
 
 
 def edit(path: Path, old: str, new: str) -> None:

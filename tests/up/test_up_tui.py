@@ -73,11 +73,10 @@ def test_tui_shows_images_states_and_quits_on_q(
             assert " ready" in line and "1/1" in line, line
         assert "save→ready" in screen and "q quit" in screen and "l logs off" in screen
 
-        os.write(terminal.master, b"l")  # the log pane, fed through KWOK
+        os.write(terminal.master, b"l")  # the log pane: what beta's process printed
         terminal.wait_for(lambda t: "l logs on" in t)
         (pod,) = pods_of(kube_api, kube_namespace, "beta")
-        kube_env.feed_log(kube_namespace, pod, "beta", "a line from beta")
-        terminal.wait_for(lambda t: f"{pod}/beta a line from beta" in t)
+        terminal.wait_for(lambda t: f"{pod}/beta hello beta" in t)
 
         (up_module / "cmd/gamma/main.go").write_text(
             'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println(undefinedName) }\n')
