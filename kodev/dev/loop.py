@@ -51,6 +51,7 @@ from kodev.kube.rollout import (
     ContainerSlot,
     WorkloadRef,
     WorkloadWatch,
+    problem_key,
     swap_images,
 )
 from kodev.publish import Built, Event, Pipeline, Published, PublishOptions, Target
@@ -119,6 +120,7 @@ class DevLoop:
         self.watch: WorkloadWatch | None = None
         self.forwards: PortForwards | None = None
         self.ports: dict[WorkloadRef, list[PortSpec]] = {}
+        self.health: dict[WorkloadRef, str] = {}  # problem_key last reported, between rollouts
         self.log_followers: list[Any] = []  # kodev.kube.logs.LogFollower, imported lazily
         self.logged_namespaces: set[str] = set()
         self.files_watcher: FileWatcher | None = None
@@ -611,8 +613,40 @@ class DevLoop:
                 pending = list(self.pending)
             for item in pending:
                 self._check_rollouts(item)
+            for item in list(self.workload_file):
+                self._check_health(item)
         else:
             self._check_rollouts(workload)
+            self._check_health(workload)
+
+    def _check_health(self, workload: WorkloadRef) -> None:
+        """Between rollouts: a Pod that stops running (a crash after the rollout counted
+        it available, say) is reported once, and so is its recovery."""
+        if self.watch is None:
+            return
+        with self._pending_lock:
+            if workload in self.pending:
+                return
+        problem = self.watch.pod_problem(workload)
+        key = problem_key(problem) if problem else ""
+        if key == self.health.get(workload, ""):
+            return
+        self.health[workload] = key
+        import_paths = self._import_paths_of(workload)
+        if problem:
+            for ip in import_paths:
+                self.dashboard.update(ip, state=FAILED, message=problem)
+            self.dashboard.emit("failed", f"{workload}: {problem}", workload=str(workload),
+                                reason=problem)
+        else:
+            for ip in import_paths:
+                self.dashboard.update(ip, state=READY, message="")
+            self.dashboard.emit("recovered", f"{workload}: running again",
+                                workload=str(workload))
+
+    def _import_paths_of(self, workload: WorkloadRef) -> set[str]:
+        return {ip for ip, slots in self.slots.items() if any(s.workload == workload
+                                                               for s in slots)}
 
     def _check_rollouts(self, workload: WorkloadRef) -> None:
         if self.watch is None:
@@ -626,7 +660,8 @@ class DevLoop:
                 return
             if status.done:
                 del self.pending[workload]
-            elif status.problem and status.problem != pending.reported_problem:
+            elif status.problem and problem_key(status.problem) != problem_key(
+                    pending.reported_problem or ""):
                 pending.reported_problem = status.problem
             else:
                 return
@@ -641,6 +676,7 @@ class DevLoop:
 
     def _rollout_done(self, workload: WorkloadRef, pending: PendingRollout,
                       latency: float) -> None:
+        self.health.pop(workload, None)  # what the rollout replaced is no longer news
         with self._pending_lock:
             still_rolling = {ip for p in self.pending.values() for ip in p.import_paths}
         after_save = pending.cause == "the save"

@@ -129,11 +129,27 @@ def _workload_problem(status: Mapping[str, Any]) -> str | None:
     return None
 
 
+_SAME_PROBLEM = {"ErrImagePull": "ImagePull", "ImagePullBackOff": "ImagePull"}
+
+
+def problem_key(problem: str) -> str:
+    """What stays the same while one problem lasts, for reporting it once: the Pod and the
+    reason, not the message (a crash loop's back-off grows; a failed pull and its back-off
+    alternate)."""
+    parts = problem.split(": ", 2)
+    if len(parts) >= 2 and parts[0].startswith("pod "):
+        return f"{parts[0]}: {_SAME_PROBLEM.get(parts[1], parts[1])}"
+    return parts[0]
+
+
 def pod_problem(pods: Iterable[Mapping[str, Any]]) -> str | None:
     """The first reason a Pod cannot become ready: a container stuck waiting (crash loop,
     image pull), or the scheduler's Unschedulable, with the Pod's name and message."""
     for pod in pods:
-        name = (pod.get("metadata") or {}).get("name", "?")
+        metadata = pod.get("metadata") or {}
+        if metadata.get("deletionTimestamp"):
+            continue  # on its way out: whatever it suffers is not the workload's problem
+        name = metadata.get("name", "?")
         status = pod.get("status") or {}
         for container in [*(status.get("initContainerStatuses") or []),
                           *(status.get("containerStatuses") or [])]:
@@ -206,6 +222,13 @@ class WorkloadWatch:
             if data is None:
                 return None
             return rollout_status(data, self._pods_of(workload, data))
+
+    def pod_problem(self, workload: WorkloadRef) -> str | None:
+        """Why one of the workload's Pods cannot run, rollout or not (a crash after the
+        rollout counted it available, a Pod evicted and not rescheduled)."""
+        with self.lock:
+            data = self.workloads.get(workload)
+            return None if data is None else pod_problem(self._pods_of(workload, data))
 
     def ready_pods(self, workload: WorkloadRef) -> list[str]:
         """Names of the workload's Ready Pods that are not terminating, newest first (the

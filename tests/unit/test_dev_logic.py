@@ -11,7 +11,14 @@ from kodev.dev.watcher import ChangeQueue, is_ignored
 from kodev.golang.graph import PackageGraph, import_signature
 from kodev.golang.packages import GoPackage
 from kodev.kube.cluster_info import parse_local_registry
-from kodev.kube.rollout import ContainerSlot, WorkloadRef, image_patch, pod_problem, rollout_status
+from kodev.kube.rollout import (
+    ContainerSlot,
+    WorkloadRef,
+    image_patch,
+    pod_problem,
+    problem_key,
+    rollout_status,
+)
 
 
 def _graph(root: Path) -> PackageGraph:
@@ -125,6 +132,20 @@ def test_pod_problems_name_the_pod_and_reason() -> None:
          "message": "0/1 nodes are available"}]}}
     assert pod_problem([pending]) == "pod web-2: Unschedulable: 0/1 nodes are available"
     assert pod_problem([{"metadata": {"name": "ok"}, "status": {}}]) is None
+    leaving = {**crashing, "metadata": {"name": "web-0",
+                                        "deletionTimestamp": "2026-01-01T00:00:00Z"}}
+    assert pod_problem([leaving]) is None  # a terminating Pod is not the workload's problem
+
+
+def test_one_problem_is_reported_once_however_its_message_changes() -> None:
+    pull = "pod web-1: ErrImagePull: failed to pull r/x:1"
+    backoff = "pod web-1: ImagePullBackOff: Back-off pulling image r/x:1"
+    assert problem_key(pull) == problem_key(backoff) == "pod web-1: ImagePull"
+    assert problem_key("pod web-1: CrashLoopBackOff: back-off 10s") == \
+        problem_key("pod web-1: CrashLoopBackOff: back-off 20s")
+    assert problem_key("pod web-2: CrashLoopBackOff: back-off 10s") != problem_key(pull)
+    assert problem_key("ProgressDeadlineExceeded: ReplicaSet web-1 has timed out") == \
+        "ProgressDeadlineExceeded"
 
 
 def test_image_patch_touches_only_named_containers() -> None:
