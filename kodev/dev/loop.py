@@ -49,15 +49,16 @@ from kodev.kube.resolve import (
 from kodev.kube.rollout import (
     ROLLABLE_KINDS,
     ContainerSlot,
+    ProblemReport,
     WorkloadRef,
     WorkloadWatch,
-    problem_key,
     swap_images,
 )
 from kodev.publish import Built, Event, Pipeline, Published, PublishOptions, Target
 from kodev.yamlsub import KoRef
 
 MAX_BACKOFF_SECONDS = 8.0
+RECOVERED_AFTER_SECONDS = 15.0  # longer than the kubelet's first crash back-off (10 s)
 RETRIABLE = (RegistryError, KubeError, OSError)
 
 
@@ -92,7 +93,7 @@ class PendingRollout:
     started: float  # time.monotonic() of the save that caused it
     generation: int
     cause: str = "the save"  # what the latency is measured from, for messages
-    reported_problem: str | None = None
+    problems: ProblemReport = field(default_factory=ProblemReport)
 
 
 class DevLoop:
@@ -120,7 +121,9 @@ class DevLoop:
         self.watch: WorkloadWatch | None = None
         self.forwards: PortForwards | None = None
         self.ports: dict[WorkloadRef, list[PortSpec]] = {}
-        self.health: dict[WorkloadRef, str] = {}  # problem_key last reported, between rollouts
+        self.health: dict[WorkloadRef, ProblemReport] = {}  # reported between rollouts
+        self._clear_since: dict[WorkloadRef, float] = {}  # when a reported problem went away
+        self._health_lock = threading.Lock()
         self.log_followers: list[Any] = []  # kodev.kube.logs.LogFollower, imported lazily
         self.logged_namespaces: set[str] = set()
         self.files_watcher: FileWatcher | None = None
@@ -621,28 +624,43 @@ class DevLoop:
 
     def _check_health(self, workload: WorkloadRef) -> None:
         """Between rollouts: a Pod that stops running (a crash after the rollout counted
-        it available, say) is reported once, and so is its recovery."""
-        if self.watch is None:
+        it available, say) is reported once; its recovery once it has lasted
+        RECOVERED_AFTER_SECONDS (a crash-looping container runs for a moment between
+        back-offs, and that is no recovery)."""
+        if self.watch is None or self.stopping.is_set():
             return
         with self._pending_lock:
             if workload in self.pending:
                 return
-        problem = self.watch.pod_problem(workload)
-        key = problem_key(problem) if problem else ""
-        if key == self.health.get(workload, ""):
-            return
-        self.health[workload] = key
-        import_paths = self._import_paths_of(workload)
+        with self._health_lock:  # the watch thread and the recovery timer both call this
+            self._update_health(workload, self.watch.pod_problem(workload))
+
+    def _update_health(self, workload: WorkloadRef, problem: str | None) -> None:
         if problem:
-            for ip in import_paths:
-                self.dashboard.update(ip, state=FAILED, message=problem)
-            self.dashboard.emit("failed", f"{workload}: {problem}", workload=str(workload),
-                                reason=problem)
-        else:
-            for ip in import_paths:
-                self.dashboard.update(ip, state=READY, message="")
-            self.dashboard.emit("recovered", f"{workload}: running again",
-                                workload=str(workload))
+            self._clear_since.pop(workload, None)
+            if self.health.setdefault(workload, ProblemReport()).news(problem):
+                self._report_unhealthy(workload, problem)
+            return
+        if workload not in self.health:
+            return
+        if workload not in self._clear_since:
+            self._clear_since[workload] = time.monotonic()
+            timer = threading.Timer(RECOVERED_AFTER_SECONDS, self._check_health, (workload,))
+            timer.daemon = True
+            timer.start()
+            return
+        if time.monotonic() - self._clear_since[workload] < RECOVERED_AFTER_SECONDS - 0.5:
+            return  # a Pod event before the timer: the timer decides
+        del self.health[workload], self._clear_since[workload]
+        for ip in self._import_paths_of(workload):
+            self.dashboard.update(ip, state=READY, message="")
+        self.dashboard.emit("recovered", f"{workload}: running again", workload=str(workload))
+
+    def _report_unhealthy(self, workload: WorkloadRef, problem: str) -> None:
+        for ip in self._import_paths_of(workload):
+            self.dashboard.update(ip, state=FAILED, message=_row_problem(problem))
+        self.dashboard.emit("failed", f"{workload}: {problem}", workload=str(workload),
+                            reason=problem)
 
     def _import_paths_of(self, workload: WorkloadRef) -> set[str]:
         return {ip for ip, slots in self.slots.items() if any(s.workload == workload
@@ -660,23 +678,23 @@ class DevLoop:
                 return
             if status.done:
                 del self.pending[workload]
-            elif status.problem and problem_key(status.problem) != problem_key(
-                    pending.reported_problem or ""):
-                pending.reported_problem = status.problem
-            else:
+            elif not (status.problem and pending.problems.news(status.problem)):
                 return
         latency = time.monotonic() - pending.started
         if status.done:
             self._rollout_done(workload, pending, latency)
         else:
             for ip in pending.import_paths:
-                self.dashboard.update(ip, state=FAILED, message=str(status.problem))
+                self.dashboard.update(ip, state=FAILED,
+                                      message=_row_problem(status.problem or ""))
             self.dashboard.emit("failed", f"{workload}: rollout stuck: {status.problem}",
                                 workload=str(workload), reason=status.problem)
 
     def _rollout_done(self, workload: WorkloadRef, pending: PendingRollout,
                       latency: float) -> None:
-        self.health.pop(workload, None)  # what the rollout replaced is no longer news
+        with self._health_lock:  # what the rollout replaced is no longer news
+            self.health.pop(workload, None)
+            self._clear_since.pop(workload, None)
         with self._pending_lock:
             still_rolling = {ip for p in self.pending.values() for ip in p.import_paths}
         after_save = pending.cause == "the save"
@@ -766,6 +784,11 @@ def _container_slots(workload: WorkloadRef, data: Mapping[str, Any]
             slots.append((ContainerSlot(workload, str(container.get("name")), init),
                           str(container.get("image", ""))))
     return slots
+
+
+def _row_problem(problem: str) -> str:
+    """A problem as an image row shows it: the reason first (the Pod is in the event)."""
+    return problem.split(": ", 1)[1] if problem.startswith("pod ") else problem
 
 
 def _short(text: str) -> str:

@@ -69,8 +69,10 @@ class DashboardView:
 
     def _images(self, rows: list[ImageRow]) -> Table:
         table = Table(title=self.title, title_justify="left", expand=True)
-        for column in ("image", "state", "digest", "pods", "build", "save→ready"):
-            table.add_column(column, no_wrap=column != "image")
+        table.add_column("image", min_width=24, ratio=2)
+        table.add_column("state", no_wrap=True, overflow="ellipsis", ratio=3)
+        for column, width in (("digest", 12), ("pods", 5), ("build", 6), ("save→ready", 10)):
+            table.add_column(column, no_wrap=True, min_width=width)
         for row in rows:
             state = Text(row.state, style=_STATE_STYLE.get(row.state, ""))
             if row.message:

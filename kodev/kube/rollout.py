@@ -129,33 +129,68 @@ def _workload_problem(status: Mapping[str, Any]) -> str | None:
     return None
 
 
-_SAME_PROBLEM = {"ErrImagePull": "ImagePull", "ImagePullBackOff": "ImagePull"}
+# Reasons that alternate while one problem lasts: a failed pull and its back-off; a crash,
+# the stopped container and the crash-loop back-off.
+_SAME_PROBLEM = {"ErrImagePull": "ImagePull", "ImagePullBackOff": "ImagePull",
+                 "CrashLoopBackOff": "Crash", "Error": "Crash", "Completed": "Crash",
+                 "OOMKilled": "Crash", "Terminated": "Crash"}
 
 
 def problem_key(problem: str) -> str:
-    """What stays the same while one problem lasts, for reporting it once: the Pod and the
-    reason, not the message (a crash loop's back-off grows; a failed pull and its back-off
-    alternate)."""
+    """What stays the same while one problem lasts: the Pod and the kind of reason, not
+    the message (a crash loop's back-off grows; a failed pull and its back-off alternate)."""
     parts = problem.split(": ", 2)
     if len(parts) >= 2 and parts[0].startswith("pod "):
         return f"{parts[0]}: {_SAME_PROBLEM.get(parts[1], parts[1])}"
     return parts[0]
 
 
+class ProblemReport:
+    """Decides which problems are news: a new problem, or a reason not yet seen for the
+    current one (a crash is reported, then its CrashLoopBackOff, and then nothing more
+    however often the two alternate)."""
+
+    def __init__(self) -> None:
+        self.key = ""
+        self.reasons: set[str] = set()
+
+    def news(self, problem: str) -> bool:
+        key, reason = problem_key(problem), _reason(problem)
+        if key != self.key:
+            self.key, self.reasons = key, {reason}
+            return True
+        if reason in self.reasons:
+            return False
+        self.reasons.add(reason)
+        return True
+
+
+def _reason(problem: str) -> str:
+    parts = problem.split(": ", 2)
+    return parts[1] if len(parts) >= 2 and parts[0].startswith("pod ") else parts[0]
+
+
 def pod_problem(pods: Iterable[Mapping[str, Any]]) -> str | None:
     """The first reason a Pod cannot become ready: a container stuck waiting (crash loop,
-    image pull), or the scheduler's Unschedulable, with the Pod's name and message."""
+    image pull), one that has stopped where it should run (between a crash and the
+    kubelet's back-off), or the scheduler's Unschedulable; with the Pod's name and message."""
     for pod in pods:
         metadata = pod.get("metadata") or {}
         if metadata.get("deletionTimestamp"):
             continue  # on its way out: whatever it suffers is not the workload's problem
         name = metadata.get("name", "?")
         status = pod.get("status") or {}
-        for container in [*(status.get("initContainerStatuses") or []),
-                          *(status.get("containerStatuses") or [])]:
-            waiting = (container.get("state") or {}).get("waiting") or {}
+        always = ((pod.get("spec") or {}).get("restartPolicy") or "Always") == "Always"
+        for container, init in [*((c, True) for c in status.get("initContainerStatuses") or []),
+                                *((c, False) for c in status.get("containerStatuses") or [])]:
+            state = container.get("state") or {}
+            waiting = state.get("waiting") or {}
             if waiting.get("reason") in POD_PROBLEMS:
                 return f"pod {name}: {waiting['reason']}: {waiting.get('message', '')}".strip()
+            stopped = state.get("terminated") or {}
+            if stopped and ((not init and always) or (init and stopped.get("exitCode"))):
+                return (f"pod {name}: {stopped.get('reason') or 'Terminated'}: container "
+                        f"{container.get('name')} exited with code {stopped.get('exitCode')}")
         for condition in status.get("conditions") or []:
             if condition.get("type") == "PodScheduled" and condition.get("status") == "False" \
                     and condition.get("reason") == "Unschedulable":

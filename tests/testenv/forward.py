@@ -1,14 +1,16 @@
 """TCP forwarders from the root network namespace's 127.0.0.1 into the test
 environment's network namespace (Python stdlib only; started by up.sh).
 
-    forward.py NETNS_PATH PORT [PORT ...]
+    forward.py NETNS_PATH PORT[:INSIDE] [PORT[:INSIDE] ...]
 
 For each PORT it listens on 127.0.0.1:PORT in the namespace it was started in (the
 machine's own), then joins NETNS_PATH, so every connection it opens afterwards
 belongs to the test environment's namespace: a client's connection to
-127.0.0.1:PORT outside is spliced to 127.0.0.1:PORT inside. The same port number on
-both sides keeps the kubeconfig, the apiserver certificate's 127.0.0.1 SAN and the
-registry host (KEP-1755 ``host`` == ``hostFromContainerRuntime``) valid from both.
+127.0.0.1:PORT outside is spliced to 127.0.0.1:INSIDE (default: PORT) inside. up.sh uses
+the same number on both sides: that keeps the kubeconfig, the apiserver certificate's
+127.0.0.1 SAN and the registry host (KEP-1755 ``host`` == ``hostFromContainerRuntime``)
+valid from both. A test maps another outside port to the registry to prove that kodev
+honours ``hostFromContainerRuntime`` when they differ.
 
 Nothing is added to the root namespace but these listeners.
 """
@@ -78,11 +80,13 @@ def accept_loop(listener: socket.socket, port: int) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 3:
-        print("usage: forward.py NETNS_PATH PORT [PORT ...]", file=sys.stderr)
+        print("usage: forward.py NETNS_PATH PORT[:INSIDE] [PORT[:INSIDE] ...]", file=sys.stderr)
         return 2
-    netns, ports = argv[1], [int(p) for p in argv[2:]]
+    netns = argv[1]
+    pairs = [(int(a), int(b or a)) for a, _, b in (arg.partition(":") for arg in argv[2:])]
+    ports = [inside for _, inside in pairs]
     listeners = []
-    for port in ports:
+    for port, _ in pairs:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", port))
@@ -94,7 +98,7 @@ def main(argv: list[str]) -> int:
                for sock, port in zip(listeners, ports, strict=True)]
     for thread in threads:
         thread.start()
-    print(f"forward: 127.0.0.1:{ports} -> {netns}", file=sys.stderr, flush=True)
+    print(f"forward: 127.0.0.1:{argv[2:]} -> {netns}", file=sys.stderr, flush=True)
     for thread in threads:
         thread.join()
     return 0

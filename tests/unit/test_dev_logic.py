@@ -13,6 +13,7 @@ from kodev.golang.packages import GoPackage
 from kodev.kube.cluster_info import parse_local_registry
 from kodev.kube.rollout import (
     ContainerSlot,
+    ProblemReport,
     WorkloadRef,
     image_patch,
     pod_problem,
@@ -135,6 +136,12 @@ def test_pod_problems_name_the_pod_and_reason() -> None:
     leaving = {**crashing, "metadata": {"name": "web-0",
                                         "deletionTimestamp": "2026-01-01T00:00:00Z"}}
     assert pod_problem([leaving]) is None  # a terminating Pod is not the workload's problem
+    crashed = {"metadata": {"name": "web-3"}, "status": {"containerStatuses": [
+        {"name": "app", "state": {"terminated": {"reason": "Error", "exitCode": 2}}}]}}
+    assert pod_problem([crashed]) == "pod web-3: Error: container app exited with code 2"
+    done_init = {"metadata": {"name": "web-4"}, "status": {"initContainerStatuses": [
+        {"name": "migrate", "state": {"terminated": {"reason": "Completed", "exitCode": 0}}}]}}
+    assert pod_problem([done_init]) is None  # an init container is meant to finish
 
 
 def test_one_problem_is_reported_once_however_its_message_changes() -> None:
@@ -143,9 +150,21 @@ def test_one_problem_is_reported_once_however_its_message_changes() -> None:
     assert problem_key(pull) == problem_key(backoff) == "pod web-1: ImagePull"
     assert problem_key("pod web-1: CrashLoopBackOff: back-off 10s") == \
         problem_key("pod web-1: CrashLoopBackOff: back-off 20s")
+    assert problem_key("pod web-1: Error: container app exited with code 2") == \
+        problem_key("pod web-1: CrashLoopBackOff: back-off 20s")
     assert problem_key("pod web-2: CrashLoopBackOff: back-off 10s") != problem_key(pull)
     assert problem_key("ProgressDeadlineExceeded: ReplicaSet web-1 has timed out") == \
         "ProgressDeadlineExceeded"
+
+
+def test_a_crash_then_its_back_off_are_news_and_then_nothing_more() -> None:
+    report = ProblemReport()
+    crash = "pod web-1: Error: container app exited with code 2"
+    assert report.news(crash)
+    assert report.news("pod web-1: CrashLoopBackOff: back-off 10s restarting")
+    assert not report.news(crash)
+    assert not report.news("pod web-1: CrashLoopBackOff: back-off 20s restarting")
+    assert report.news("pod web-2: ErrImagePull: failed")  # another problem
 
 
 def test_image_patch_touches_only_named_containers() -> None:

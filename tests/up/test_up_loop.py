@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -36,6 +37,7 @@ from tests.up.conftest import (
 )
 
 pytestmark = pytest.mark.kube
+TESTENV = Path(__file__).resolve().parents[1] / "testenv"
 
 
 def _started(up: Any, *, rollout: bool = True) -> int:
@@ -361,3 +363,42 @@ def test_configured_platforms_win_over_the_nodes(
     config = subprocess.run([tool("crane"), "config", image], check=True,
                             capture_output=True, text=True).stdout
     assert json.loads(config)["architecture"] == "arm64"
+
+
+def test_host_from_container_runtime_is_what_the_node_pulls(
+        up_module: Path, start_up: Any, kube_api: Any, kube_namespace: str,
+        kube_env: Any) -> None:
+    """KEP-1755 with two hosts: kodev pushes to ``host`` (here another 127.0.0.1 port that
+    leads to the same registry) and writes ``hostFromContainerRuntime`` into the workloads;
+    the node could not pull from ``host`` (in its namespace nothing listens there)."""
+    from kubernetes import client
+
+    port = free_port()
+    forward = subprocess.Popen(
+        [sys.executable, str(TESTENV / "forward.py"), f"/run/netns/{kube_env.netns}",
+         f"{port}:{kube_env.registry.rsplit(':', 1)[1]}"], stderr=subprocess.PIPE, text=True)
+    core = client.CoreV1Api(kube_api)
+    original = core.read_namespaced_config_map("local-registry-hosting", "kube-public").data
+    hosting = (f'host: "127.0.0.1:{port}"\n'
+               f'hostFromContainerRuntime: "{kube_env.registry}"\n')
+    try:
+        assert forward.stderr is not None and "forward:" in forward.stderr.readline()
+        core.patch_namespaced_config_map("local-registry-hosting", "kube-public",
+                                         {"data": {"localRegistryHosting.v1": hosting}})
+        up = start_up(up_module, None)
+        _started(up)  # every image pulled and running
+        assert {"registry": f"127.0.0.1:{port}"} in [
+            {"registry": e["registry"]} for e in up.of_kind("cluster") if "registry" in e]
+        images = deployment_images(kube_api, kube_namespace)
+        assert all(image.startswith(kube_env.registry + "/") for image in images.values())
+    finally:
+        core.patch_namespaced_config_map("local-registry-hosting", "kube-public",
+                                         {"data": original})
+        forward.terminate()
+        forward.wait(timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
