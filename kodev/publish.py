@@ -96,6 +96,7 @@ class PublishOptions:
     ldflags: tuple[str, ...] = ()
     disable_optimizations: bool = False
     use_cache: bool = True
+    live: bool = False  # kodev up --live: Linux images get the live supervisor as entrypoint
 
 
 @dataclass
@@ -166,6 +167,7 @@ class Pipeline:
         self._pool_lock = threading.Lock()
         self._bases: dict[str, BaseImage] = {}
         self._kodata_layers: dict[tuple[Path, bool, int, str], Layer] = {}
+        self._live_layers: dict[tuple[str, str], Layer] = {}
         self.selection = self._platform_selection()
 
     # ---------------------------------------------------------------- helpers
@@ -464,7 +466,19 @@ class Pipeline:
             kodata_created=_rfc3339(data_epoch) if data_epoch is not None else None,
             user=self.options.image_user,
             labels=self.options.image_labels,
+            live=self._live_layer(base.platform, media_type) if self.options.live
+            and not windows else None,
         )
+
+    def _live_layer(self, platform: Platform, media_type: str) -> Layer:
+        from kodev.golang.supervisor import supervisor_binary
+        from kodev.oci.layers import live_layer_tar
+
+        key = (platform.slug, media_type)
+        if key not in self._live_layers:
+            binary = supervisor_binary(platform, self.cache, self.environ)
+            self._live_layers[key] = layer_from_tar(live_layer_tar(binary.path), media_type)
+        return self._live_layers[key]
 
     def _kodata_layer(self, target: Target, windows: bool, mtime: int, media_type: str) -> Layer:
         """Built once per package and layout, however many platforms share it."""

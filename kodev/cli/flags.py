@@ -336,6 +336,7 @@ examples:
   kodev up -f config/ --json | jq .           # one JSON object per event, for editors
   kodev up -f config/ --cleanup               # delete what up applied when it stops
   kodev up -f config/ --port-forward          # container ports on http://127.0.0.1:PORT
+  kodev up -f config/ --live                  # new binary into running containers, no new Pod
 
 Only the images a change affects are rebuilt (from go list -deps), in one go build;
 an identical binary is not pushed; new digests are patched into the containers that
@@ -371,6 +372,12 @@ def add_up_flags(name: str, parser: argparse.ArgumentParser) -> None:
                        help="forward every declared container port to 127.0.0.1 (same port "
                             "if free, else the next), following rollouts (default: .ko.yaml "
                             "kodev.portForward, else false)")
+    group.add_argument("--live", action="store_true",
+                       help="run each new binary in the running containers (no new Pod): "
+                            "images get a small supervisor as entrypoint and an emptyDir at "
+                            "/kodev-live; falls back to a rollout, saying why, when a swap "
+                            "cannot be done; on stop the workloads are patched to the last "
+                            "build's digest")
     parser.set_defaults(sbom="none")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from kodev.cli.build import options_from_args
@@ -22,11 +23,12 @@ def run(args: argparse.Namespace) -> int:
         strict=args.strict,
         kube=KubeOptions(args.kubeconfig, args.context, args.namespace),
         timeout=args.timeout,
-        options=options_from_args(args),
+        options=replace(options_from_args(args), live=args.live),
         quiet_seconds=args.quiet_period,
         cleanup=args.cleanup,
         logs=args.logs,
         port_forward=args.port_forward,
+        live=args.live,
         workdir=Path.cwd(),
     )
     dashboard = Dashboard()
@@ -45,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         if use_tui:
             from kodev.dev.tui import Tui
 
-            code = Tui(dashboard, "kodev up", loop.stop).run(loop.run)
+            keys = {b"c": ("c roll out live changes", loop.converge)} if args.live else {}
+            code = Tui(dashboard, "kodev up", loop.stop, keys).run(loop.run)
         else:
             code = loop.run()
     except KeyboardInterrupt:

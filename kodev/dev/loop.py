@@ -22,9 +22,18 @@ from typing import Any
 
 from kodev.dev.dashboard import BUILDING, FAILED, PUSHING, READY, ROLLING, Dashboard
 from kodev.dev.forwards import PortForwards, PortSpec, declared_ports
+from kodev.dev.live import (
+    LiveSwapper,
+    SwapOutcome,
+    add_live_volume,
+    frame,
+    live_blocker,
+    running_targets,
+)
 from kodev.dev.planner import ChangePlanner, Plan
 from kodev.dev.watcher import Batch, ChangeQueue, FileWatcher
 from kodev.errors import BuildError, KodevError, KubeError, RegistryError, UsageError
+from kodev.golang.builder import BuiltBinary
 from kodev.golang.graph import PackageGraph
 from kodev.kube.apply import (
     Kube,
@@ -75,6 +84,7 @@ class UpSettings:
     cleanup: bool = False
     logs: bool = True  # follow the workloads' logs (kodev logs' engine) into the events
     port_forward: bool | None = None  # None: .ko.yaml's kodev.portForward (default off)
+    live: bool = False  # swap new binaries into the running containers (kodev/dev/live.py)
     workdir: Path = field(default_factory=Path.cwd)
 
 
@@ -85,6 +95,7 @@ class Deployed:
     reference: str  # as written into the workloads
     digest: str
     binaries: dict[str, str]  # platform -> sha256 of the binary
+    frame: str = ""  # live.frame(): the image but its binary layer
 
 
 @dataclass
@@ -124,6 +135,13 @@ class DevLoop:
         self.health: dict[WorkloadRef, ProblemReport] = {}  # reported between rollouts
         self._clear_since: dict[WorkloadRef, float] = {}  # when a reported problem went away
         self._health_lock = threading.Lock()
+        self.live: LiveSwapper | None = None
+        # live mode: what each workload's containers run, ahead of its spec (slot -> ref),
+        # and which binary each (Pod UID, container) got
+        self.live_ahead: dict[WorkloadRef, dict[ContainerSlot, str]] = {}
+        self.live_binary: dict[str, BuiltBinary] = {}  # import path -> its newest binary
+        self.live_swapped: dict[tuple[str, str], str] = {}
+        self._live_lock = threading.Lock()
         self.log_followers: list[Any] = []  # kodev.kube.logs.LogFollower, imported lazily
         self.logged_namespaces: set[str] = set()
         self.files_watcher: FileWatcher | None = None
@@ -208,7 +226,11 @@ class DevLoop:
         try:
             if self.settings.cleanup and self.kube is not None:
                 self._cleanup()
+            elif self.live_ahead:
+                self._converge(time.monotonic(), follow=False)
         finally:
+            if self.live is not None:
+                self.live.close()
             if self.pipeline is not None:
                 self.pipeline.close()
             if self.cluster is not None:
@@ -314,6 +336,8 @@ class DevLoop:
                                    label_selector="app.kubernetes.io/managed-by=kodev",
                                    on_error=self._watch_failed)
         self.watch.start()
+        if self.settings.live:
+            self.live = LiveSwapper(self.cluster)
         if self.settings.port_forward:
             self.forwards = PortForwards(self.cluster, self.watch, self.dashboard)
             self.forwards.ensure(p for specs in self.ports.values() for p in specs)
@@ -389,6 +413,8 @@ class DevLoop:
             kind, _, value = request.partition(":")
             if kind == "reapply":
                 plan.manifests.add(Path(value))
+            elif kind == "converge" and self.live_ahead:
+                self._converge(batch.first_seen or time.monotonic(), follow=True)
 
     def _reload_config(self) -> set[str]:
         assert self.pipeline is not None
@@ -464,12 +490,15 @@ class DevLoop:
         """``result`` is what runs now (or will run once the manifests are applied)."""
         self.deployed[result.import_path] = Deployed(
             self._reference(result), result.digest,
-            {str(p): b.sha256 for p, b in result.binaries.items()})
+            {str(p): b.sha256 for p, b in result.binaries.items()}, frame(result.artifact))
         self.dashboard.update(result.import_path, digest=result.digest)
 
     def _swap(self, published: Sequence[Published], started: float) -> None:
         """Patch the new digests into every container that runs them. An image counts as
-        deployed only when every patch for it went through; otherwise it is retried."""
+        deployed only when every patch for it went through; otherwise it is retried.
+        In live mode, what can go live does first; the rest is patched."""
+        if self.live is not None:
+            published = [r for r in published if not self._go_live(r, started)]
         by_workload: dict[WorkloadRef, dict[ContainerSlot, str]] = {}
         for result in published:
             for slot in self.slots.get(result.import_path, []):
@@ -477,6 +506,8 @@ class DevLoop:
         failed: set[str] = set()
         gone: list[WorkloadRef] = []
         for workload, images in by_workload.items():
+            with self._live_lock:  # a rollout also records what went live before in it
+                images = {**self.live_ahead.pop(workload, {}), **images}
             outcome = self._swap_one(workload, images, started)
             if outcome == "failed":
                 failed |= self._import_paths_in(images)
@@ -521,6 +552,122 @@ class DevLoop:
         self._check_rollouts(workload)
         return "patched"
 
+    # ================================================================ live swaps
+
+    def _go_live(self, result: Published, started: float) -> bool:
+        """Swap the new binary into every running container of ``result``'s import path.
+        False (with one line saying why) when it must be rolled out instead."""
+        ip = result.import_path
+        current = self.deployed.get(ip)
+        why = live_blocker(current.frame if current else None, result.artifact,
+                           result.binaries)
+        slots = self.slots.get(ip, [])
+        if why is None and not slots:
+            why = "no workload runs it"
+        outcomes: list[SwapOutcome] = []
+        if why is None:
+            binary = next(iter(result.binaries.values()))
+            outcomes, why = self._swap_into_workloads(ip, slots, binary)
+        if why is not None:
+            self.dashboard.emit("live-fallback", f"{_short(ip)}: rolling out a new Pod "
+                                f"instead of a live swap: {why}", ip, reason=why)
+            return False
+        reference = self._reference(result)
+        self._record(result)
+        seconds = time.monotonic() - started
+        for workload in {s.workload for s in slots}:
+            with self._live_lock:
+                ahead = self.live_ahead.setdefault(workload, {})
+                ahead.update({s: reference for s in slots if s.workload == workload})
+            pods = sorted({o.target.pod for o in outcomes})
+            self.dashboard.emit("live", f"{workload}: new binary running in {len(pods)} "
+                                f"container(s), {seconds:.2f}s after the save (same Pods)",
+                                ip, workload=str(workload), namespace=workload.namespace,
+                                mode="live", pods=pods, save_to_running_seconds=round(
+                                    seconds, 3))
+        self.dashboard.update(ip, state=READY, latency_seconds=seconds, message="live")
+        return True
+
+    def _swap_into_workloads(self, ip: str, slots: Sequence[ContainerSlot],
+                             binary: BuiltBinary) -> tuple[list[SwapOutcome], str | None]:
+        assert self.live is not None and self.watch is not None
+        outcomes: list[SwapOutcome] = []
+        for workload in sorted({s.workload for s in slots}, key=str):
+            containers = [s.container for s in slots if s.workload == workload and not s.init]
+            targets = running_targets(self.watch.workload_pods(workload), containers)
+            if not targets:
+                return outcomes, f"{workload} has no running container to swap into"
+            done = self.live.swap(workload.namespace, targets, binary)
+            outcomes += done
+            failed = [o for o in done if o.error]
+            if failed:
+                return outcomes, failed[0].error
+        with self._live_lock:
+            self.live_binary[ip] = binary
+            for outcome in outcomes:
+                key = (outcome.target.uid, outcome.target.container)
+                self.live_swapped[key] = binary.sha256
+        return outcomes, None
+
+    def _catch_up_new_pods(self) -> None:
+        """Pods that started after a live swap (scale-up, eviction, a deleted Pod) run
+        their spec's older binary: swap the newest in, and say so."""
+        assert self.live is not None and self.watch is not None
+        with self._live_lock:
+            work = [(w, dict(slots)) for w, slots in self.live_ahead.items()]
+        for workload, slots in work:
+            for ip in {ip for ip, ip_slots in self.slots.items()
+                       if any(s in slots for s in ip_slots)}:
+                binary = self.live_binary.get(ip)
+                if binary is None:
+                    continue
+                containers = [s.container for s in slots if s.workload == workload
+                              and s in self.slots[ip] and not s.init]
+                running = running_targets(self.watch.workload_pods(workload), containers)
+                with self._live_lock:
+                    targets = [t for t in running
+                               if self.live_swapped.get((t.uid, t.container)) != binary.sha256]
+                    for t in targets:  # claimed: a second event does not swap again
+                        self.live_swapped[(t.uid, t.container)] = binary.sha256
+                if not targets:
+                    continue
+                began = time.monotonic()
+                for outcome in self.live.swap(workload.namespace, targets, binary):
+                    if outcome.error:
+                        self.dashboard.emit("live-fallback", f"{workload}: new pod "
+                                            f"{outcome.target.pod} runs the older binary: "
+                                            f"{outcome.error}", workload=str(workload))
+                        continue
+                    self.dashboard.emit("live", f"{workload}: newest binary swapped into new "
+                                        f"pod {outcome.target.pod} as it started "
+                                        f"({time.monotonic() - began:.2f}s)", ip,
+                                        workload=str(workload), mode="live",
+                                        pods=[outcome.target.pod], new_pod=True)
+
+    def _converge(self, started: float, *, follow: bool) -> None:
+        """Patch the live workloads to the digest of the last build: a normal rollout, so
+        the cluster's objects say what runs (on stop, and on request)."""
+        with self._live_lock:
+            ahead, self.live_ahead = self.live_ahead, {}
+        for workload, images in ahead.items():
+            if not follow:
+                assert self.cluster is not None
+                try:
+                    swap_images(self.cluster, workload, images)
+                except RETRIABLE as exc:
+                    self.dashboard.emit("error", f"{workload}: could not record the live "
+                                        f"binary in its spec: {exc}")
+                    continue
+                self.dashboard.emit("converged", f"{workload}: spec patched to the running "
+                                    "digest (a normal rollout follows)", workload=str(workload))
+            elif self._swap_one(workload, images, started) == "patched":
+                self.dashboard.emit("converged", f"{workload}: rolling out the running digest",
+                                    workload=str(workload))
+
+    def converge(self) -> None:
+        """From another thread (the TUI): roll the live changes out now."""
+        self.changes.request("converge")
+
     # ================================================================ manifests
 
     def _apply(self, files: Sequence[Path], started: float) -> None:
@@ -535,6 +682,8 @@ class DevLoop:
             self.kube.validate(objects)
             for obj in objects:
                 mark(obj, import_path_of)
+                if self.settings.live and obj.kind in ROLLABLE_KINDS:
+                    obj.data = add_live_volume(obj.data, import_path_of.__contains__)
             applied[path] = objects
         everything = [o for objects in applied.values() for o in objects]
         apply_objects(self.kube, everything, self._report_outcome)
@@ -610,6 +759,8 @@ class DevLoop:
             return
         if self.forwards is not None:
             self.forwards.pods_changed()
+        if self.live is not None and self.live_ahead and not self.stopping.is_set():
+            self.live.pool.submit(self._catch_up_new_pods)
         self._refresh_pod_counts()
         if workload is None:
             with self._pending_lock:
@@ -698,12 +849,14 @@ class DevLoop:
         with self._pending_lock:
             still_rolling = {ip for p in self.pending.values() for ip in p.import_paths}
         after_save = pending.cause == "the save"
+        mode = "rolled" if self.settings.live else ""
         for ip in pending.import_paths - still_rolling:
             if after_save:
-                self.dashboard.update(ip, state=READY, latency_seconds=latency, message="")
+                self.dashboard.update(ip, state=READY, latency_seconds=latency, message=mode)
             else:
                 self.dashboard.update(ip, state=READY, message="")
-        timing = {"save_to_ready_seconds": round(latency, 3)} if after_save else {}
+        timing: dict[str, Any] = {"save_to_ready_seconds": round(latency, 3),
+                                  "mode": "rolled"} if after_save else {}
         self.dashboard.emit("ready", f"{workload}: rollout complete, "
                             f"{latency:.2f}s after {pending.cause}", workload=str(workload),
                             namespace=workload.namespace,

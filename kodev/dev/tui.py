@@ -13,7 +13,7 @@ import termios
 import threading
 import time
 import tty
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -26,7 +26,8 @@ from kodev.dev.dashboard import BUILDING, FAILED, PUSHING, READY, ROLLING, Dashb
 
 _STATE_STYLE = {BUILDING: "cyan", PUSHING: "blue", ROLLING: "yellow", READY: "green",
                 FAILED: "bold red"}
-_EVENT_STYLE = {"ready": "green", "unchanged": "green", "compile-error": "red", "failed": "red",
+_EVENT_STYLE = {"ready": "green", "live": "bold green", "unchanged": "green",
+                "live-fallback": "yellow", "compile-error": "red", "failed": "red",
                 "error": "red", "retry": "yellow", "deleted": "yellow", "patched": "blue",
                 "built": "cyan", "change": "magenta"}
 
@@ -34,9 +35,10 @@ _EVENT_STYLE = {"ready": "green", "unchanged": "green", "compile-error": "red", 
 class DashboardView:
     """A rich renderable over a :class:`Dashboard` (re-read at every refresh)."""
 
-    def __init__(self, dashboard: Dashboard, title: str) -> None:
+    def __init__(self, dashboard: Dashboard, title: str, more_keys: str = "") -> None:
         self.dashboard = dashboard
         self.title = title
+        self.more_keys = more_keys
 
     def __rich_console__(self, console: Console, options: Any) -> Any:
         rows, events, logs, error = self.dashboard.snapshot()
@@ -63,8 +65,8 @@ class DashboardView:
                                title="logs", border_style="dim"))
             room = max(3, room - half - 2)
         parts.append(Panel(self._events(events[-room:]), title="events", border_style="dim"))
-        parts.append(Text(" q quit   l logs " + ("on" if self.dashboard.show_logs else "off"),
-                          style="dim"))
+        parts.append(Text(" q quit   l logs " + ("on" if self.dashboard.show_logs else "off")
+                          + self.more_keys, style="dim"))
         yield Group(*parts)
 
     def _images(self, rows: list[ImageRow]) -> Table:
@@ -100,15 +102,18 @@ def _seconds(value: float | None) -> str:
 class Tui:
     """Runs the live screen and the key reader around ``body`` (the loop)."""
 
-    def __init__(self, dashboard: Dashboard, title: str, on_quit: Callable[[], None]) -> None:
+    def __init__(self, dashboard: Dashboard, title: str, on_quit: Callable[[], None],
+                 keys: Mapping[bytes, tuple[str, Callable[[], None]]] | None = None) -> None:
         self.dashboard = dashboard
         self.title = title
         self.on_quit = on_quit
+        self.keys = dict(keys or {})  # more keys: key -> (footer text, action)
         self._done = threading.Event()
 
     def run(self, body: Callable[[], int]) -> int:
         console = Console()
-        view = DashboardView(self.dashboard, self.title)
+        view = DashboardView(self.dashboard, self.title,
+                             "".join(f"   {text}" for text, _ in self.keys.values()))
         saved = _cbreak(sys.stdin)
         keys = threading.Thread(target=self._read_keys, name="keys", daemon=True)
         try:
@@ -132,6 +137,8 @@ class Tui:
                 return
             if key in (b"l", b"L"):
                 self.dashboard.show_logs = not self.dashboard.show_logs
+            elif key.lower() in self.keys:
+                self.keys[key.lower()][1]()
 
 
 def _cbreak(stream: Any) -> list[Any] | None:

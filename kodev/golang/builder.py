@@ -186,7 +186,7 @@ class GoBuilder:
             )
         suffix = ".exe" if platform.os == "windows" else ""
         return {
-            (p.import_path, platform): _describe_binary(
+            (p.import_path, platform): describe_binary(
                 p.import_path, platform, out_dir / (p.binary_name + suffix)
             )
             for p in group
@@ -239,7 +239,7 @@ def _reject_toolexec(flags: Sequence[str], ldflags: Sequence[str], env: Mapping[
         )
 
 
-def _describe_binary(import_path: str, platform: Platform, path: Path) -> BuiltBinary:
+def describe_binary(import_path: str, platform: Platform, path: Path) -> BuiltBinary:
     digest = hashlib.sha256()
     size = 0
     with path.open("rb") as f:

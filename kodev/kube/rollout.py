@@ -258,6 +258,12 @@ class WorkloadWatch:
                 return None
             return rollout_status(data, self._pods_of(workload, data))
 
+    def workload_pods(self, workload: WorkloadRef) -> list[dict[str, Any]]:
+        """The workload's Pods as last seen (matched by its selector)."""
+        with self.lock:
+            data = self.workloads.get(workload)
+            return [] if data is None else self._pods_of(workload, data)
+
     def pod_problem(self, workload: WorkloadRef) -> str | None:
         """Why one of the workload's Pods cannot run, rollout or not (a crash after the
         rollout counted it available, a Pod evicted and not rescheduled)."""

@@ -131,6 +131,7 @@ class AppLayers:
     kodata_created: str | None = None
     user: str | None = None
     labels: tuple[tuple[str, str], ...] = ()
+    live: Layer | None = None  # kodev up --live: the supervisor, which becomes the entrypoint
 
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -146,6 +147,8 @@ def append_app_layers(base: Image, app: AppLayers, annotations: dict[str, str]) 
     else:
         inner["Entrypoint"] = [f"/ko-app/{app.binary_name}"]
         data_path, app_dir = "/var/run/ko", "/ko-app"
+        if app.live is not None:
+            inner["Entrypoint"] = ["/kodev/live", "run", "--", f"/ko-app/{app.binary_name}"]
     inner.pop("Cmd", None)
     inner["Env"] = _with_path(list(inner.get("Env") or []), app_dir, app.windows)
     inner["Env"].append(f"KO_DATA_PATH={data_path}")
@@ -157,8 +160,12 @@ def append_app_layers(base: Image, app: AppLayers, annotations: dict[str, str]) 
     if app.created:
         config["created"] = app.created
     rootfs = config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
-    rootfs["diff_ids"] = [*(rootfs.get("diff_ids") or []), app.kodata.diff_id, app.binary.diff_id]
+    live = [app.live] if app.live is not None else []
+    rootfs["diff_ids"] = [*(rootfs.get("diff_ids") or []), app.kodata.diff_id,
+                          *(layer.diff_id for layer in live), app.binary.diff_id]
     created_by = f"ko build ko://{app.import_path}"
+    live_history = [{"created": ZERO_TIME, "created_by": "kodev up --live", "author": "kodev",
+                     "comment": "the live supervisor, at /kodev/live"}] if live else []
     config["history"] = [
         *(config.get("history") or []),
         {
@@ -167,6 +174,7 @@ def append_app_layers(base: Image, app: AppLayers, annotations: dict[str, str]) 
             "author": "ko",
             "comment": "kodata contents, at $KO_DATA_PATH",
         },
+        *live_history,
         {
             "created": app.created or ZERO_TIME,
             "created_by": created_by,
@@ -177,7 +185,7 @@ def append_app_layers(base: Image, app: AppLayers, annotations: dict[str, str]) 
     return Image(
         media_type=base.media_type,
         config=config,
-        layers=[*base.layers, app.kodata, app.binary],
+        layers=[*base.layers, app.kodata, *live, app.binary],
         platform=base.platform,
         annotations={**base.annotations, **annotations},
         config_media_type=base.config_media_type,

@@ -190,6 +190,14 @@ def binary_layer_tar(
     return tar.finish()
 
 
+def live_layer_tar(supervisor: Path, *, mtime: int = 0) -> bytes:
+    """The live supervisor of ``kodev up --live`` at ``/kodev/live`` (mode 0555)."""
+    tar = TarBuilder(mtime)
+    tar.add_dir("kodev", 0o555)
+    tar.add_file_from("kodev/live", supervisor, 0o555, None)
+    return tar.finish()
+
+
 def kodata_layer_tar(
     kodata: Path, *, allowed_root: Path, windows: bool = False, mtime: int = 0
 ) -> bytes:

@@ -66,11 +66,12 @@ def test_tui_shows_images_states_and_quits_on_q(
         cwd=up_module, env=env, stdin=terminal.slave, stdout=terminal.slave,
         stderr=terminal.slave, start_new_session=True)
     try:
-        screen = terminal.wait_for(lambda t: t.count(" ready") >= 3 and "watching" in t)
-        for name in ("alpha", "beta", "gamma"):
-            line = next(line for line in screen.splitlines()
-                        if f"example.com/uptest/cmd/{name}" in line)
-            assert " ready" in line and "1/1" in line, line
+        def row(screen: str, name: str) -> str:
+            return next((line for line in screen.splitlines()
+                         if f"example.com/uptest/cmd/{name}" in line), "")
+
+        screen = terminal.wait_for(lambda t: "watching" in t and all(
+            " ready" in row(t, n) and "1/1" in row(t, n) for n in ("alpha", "beta", "gamma")))
         assert "save→ready" in screen and "q quit" in screen and "l logs off" in screen
 
         os.write(terminal.master, b"l")  # the log pane: what beta's process printed

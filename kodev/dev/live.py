@@ -1,0 +1,157 @@
+"""``kodev up --live``: a new binary runs in the existing containers, with no new Pod.
+
+Images built in live mode start ``/kodev/live`` (kodev/golang/supervisor/main.go), which
+runs the program as its child. On a save, kodev streams the new binary to each running
+container through the ``pods/exec`` subresource (the supervisor's ``swap`` command reads
+it from stdin, checks size and sha256, then has PID 1 restart the program with it), so
+the Pod keeps its UID, IP, env, volumes and user, and its log goes on.
+
+What is decided here is pure (which volume to add, whether a change can go live, which
+Pods still run an old binary); :class:`LiveSwapper` acts, through kodev/kube/exec.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kodev.errors import KodevError
+from kodev.golang.builder import BuiltBinary
+from kodev.golang.supervisor import IMAGE_PATH, LIVE_DIR
+from kodev.kube.apply import pod_spec
+from kodev.kube.client import Cluster
+from kodev.oci.image import Image, Index
+
+VOLUME = "kodev-live"
+SWAP_TIMEOUT_S = 120.0
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+def add_live_volume(data: Mapping[str, Any], is_kodev_image: Callable[[str], bool]
+                    ) -> dict[str, Any]:
+    """``data`` with the emptyDir the supervisor writes swapped binaries to, mounted at
+    /kodev-live in every container that runs an image kodev built (a read-only root
+    filesystem stays read-only)."""
+    result = copy.deepcopy(dict(data))
+    spec = pod_spec(result)
+    if spec is None:
+        return result
+    mounted = False
+    for container in spec.get("containers") or []:
+        if is_kodev_image(str(container.get("image", ""))):
+            mounts = [m for m in container.get("volumeMounts") or [] if m.get("name") != VOLUME]
+            container["volumeMounts"] = [*mounts, {"name": VOLUME, "mountPath": LIVE_DIR}]
+            mounted = True
+    if mounted:
+        volumes = [v for v in spec.get("volumes") or [] if v.get("name") != VOLUME]
+        spec["volumes"] = [*volumes, {"name": VOLUME, "emptyDir": {}}]  # type: ignore[index]
+    return result
+
+
+def frame(artifact: Image | Index) -> str:
+    """A digest of everything in an image except its top layer (the binary): equal frames
+    mean a new image differs from the old one by the binary alone, so a live swap gives
+    exactly what a rollout would."""
+    images = artifact.images if isinstance(artifact, Index) else [artifact]
+    parts = [[[layer.digest for layer in image.layers[:-1]],
+              image.config.get("config"), str(image.platform)] for image in images]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def live_blocker(old_frame: str | None, artifact: Image | Index,
+                 binaries: Mapping[Any, BuiltBinary]) -> str | None:
+    """Why this new image cannot go live (one line), or None when it can."""
+    images = artifact.images if isinstance(artifact, Index) else [artifact]
+    if any(image.platform.os != "linux" for image in images):
+        return "live swaps need Linux containers"
+    if len(binaries) != 1:
+        return "a live swap sends one binary; this image is built for several platforms"
+    if not any(IMAGE_PATH in " ".join(image.config.get("config", {}).get("Entrypoint") or [])
+               for image in images):
+        return "the image has no live supervisor"
+    if old_frame is None:
+        return "nothing of it runs yet"
+    if frame(artifact) != old_frame:
+        return "the image changed beyond the binary (base image, kodata or config)"
+    return None
+
+
+# --------------------------------------------------------------------------- acting
+
+
+@dataclass(frozen=True)
+class PodContainer:
+    pod: str
+    uid: str
+    container: str
+    grace_seconds: int
+
+
+@dataclass(frozen=True)
+class SwapOutcome:
+    target: PodContainer
+    error: str | None  # None: the new binary runs
+    forbidden: bool = False
+
+
+class LiveSwapper:
+    """Streams binaries into running containers, several Pods at once."""
+
+    def __init__(self, cluster: Cluster, jobs: int = 4) -> None:
+        self.cluster = cluster
+        self.pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="live")
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def swap(self, namespace: str, targets: Sequence[PodContainer], binary: BuiltBinary
+             ) -> list[SwapOutcome]:
+        data = Path(binary.path).read_bytes()
+        futures = [self.pool.submit(self._swap_one, namespace, t, binary, data) for t in targets]
+        return [f.result() for f in futures]
+
+    def _swap_one(self, namespace: str, target: PodContainer, binary: BuiltBinary,
+                  data: bytes) -> SwapOutcome:
+        from kodev.kube.exec import ExecForbidden, exec_in_container
+
+        command = [IMAGE_PATH, "swap", "--sha256", binary.sha256, "--size", str(len(data)),
+                   "--grace", str(target.grace_seconds)]
+        try:
+            result = exec_in_container(self.cluster, namespace, target.pod, target.container,
+                                       command, [data], timeout=SWAP_TIMEOUT_S)
+        except ExecForbidden as exc:
+            return SwapOutcome(target, str(exc), forbidden=True)
+        except KodevError as exc:
+            return SwapOutcome(target, str(exc))
+        if result.exit_code == 0:
+            return SwapOutcome(target, None)
+        why = (result.stderr.strip().splitlines() or [result.message])[-1]
+        if result.exit_code == 3 or "not found" in result.message \
+                or "no such file" in result.message:
+            why = "the container was not started in live mode (no live supervisor)"
+        return SwapOutcome(target, f"pod {target.pod}: {why}")
+
+
+def running_targets(pods: Iterable[Mapping[str, Any]], containers: Iterable[str]
+                    ) -> list[PodContainer]:
+    """The containers of these Pods that run now (not terminating), to swap into."""
+    wanted = set(containers)
+    targets: list[PodContainer] = []
+    for pod in pods:
+        metadata = pod.get("metadata") or {}
+        if metadata.get("deletionTimestamp"):
+            continue
+        grace = int((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            if status.get("name") in wanted and (status.get("state") or {}).get("running"):
+                targets.append(PodContainer(str(metadata.get("name")), str(metadata.get("uid")),
+                                            str(status["name"]), grace))
+    return targets

@@ -1,0 +1,3 @@
+module kodev.dev/live
+
+go 1.21
