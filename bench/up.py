@@ -83,11 +83,12 @@ def floor_build(module: Path, marker: str, env: dict[str, str]) -> float:
 
 
 class Up:
-    def __init__(self, module: Path, ns: str, env: dict[str, str]) -> None:
+    def __init__(self, module: Path, ns: str, env: dict[str, str],
+                 extra: tuple[str, ...] = ()) -> None:
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "kodev", "up", "-f", "config", "-n", ns, "--json",
-             "--logs=false", "--port-forward"], cwd=module, env=env, stdout=subprocess.PIPE,
+             "--logs=false", "--port-forward", *extra], cwd=module, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, text=True)
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -129,73 +130,107 @@ def main() -> int:
     args = parser.parse_args()
     env = testenv_environ()
     env["NO_COLOR"] = "1"
-    namespace_name = f"kodev-bench-{os.getpid()}"
     with tempfile.TemporaryDirectory(prefix="kodev-bench-up-") as scratch:
         root = Path(scratch)
-        watched, floor = copy_demo(root, "watched"), copy_demo(root, "floor")
         env["KOCACHE"] = str(root / "kocache")
-        namespace(env, namespace_name, create=True)
-        up = Up(watched, namespace_name, env)
-        try:
-            url = up.wait("forward", "deployment/web")["url"]
-            up.wait("watching")
-            up.wait("ready", "deployment/web")
-            nonce = secrets.token_hex(3)  # the registry may hold earlier runs' blobs
-            floor_build(floor, f"warm-up-{nonce}", env)
-            samples: dict[str, list[float]] = {"floor": [], "patched": [], "ready": [],
-                                               "answering": []}
-            for run in range(args.runs):
-                samples["floor"].append(floor_build(floor, f"floor-{run}-{nonce}", env))
-                time.sleep(0.5)
-                marker = f"up-{run}-{nonce}"
-                saved = time.time()
-                set_marker(watched, marker)
-                # Ask only once the patch is in: the new code cannot answer before, and a
-                # request (a WebSocket through the API server) every few ms would take CPU
-                # from the build on 2 cores.
-                patched = up.wait("patched", "deployment/web")
-                answering = answered(url, marker, time.monotonic() + 120)
-                ready = up.wait("ready", "deployment/web")
-                samples["patched"].append(patched["time"] - saved)
-                samples["ready"].append(ready["time"] - saved)
-                samples["answering"].append(answering - saved)
-                time.sleep(2.0)  # let the old Pod go before the next save
-            before = cpu_seconds(up.process.pid)
-            time.sleep(args.idle_seconds)
-            idle_cpu = (cpu_seconds(up.process.pid) - before) / args.idle_seconds * 100
-            memory = rss_mb(up.process.pid)
-        finally:
-            up.stop()
-            namespace(env, namespace_name, create=False)
-    report(samples, idle_cpu, memory, args.runs)
+        floor = copy_demo(root, "floor")
+        nonce = secrets.token_hex(3)  # the registry may hold earlier runs' blobs
+        floor_build(floor, f"warm-up-{nonce}", env)
+        rolled, idle_cpu, memory = series(root, floor, env, args, nonce, live=False)
+        live, _, _ = series(root, floor, env, args, nonce, live=True)
+    report({**rolled, **{f"live_{k}": v for k, v in live.items()}}, idle_cpu, memory,
+           args.runs)
     return 0
+
+
+def series(root: Path, floor: Path, env: dict[str, str], args: argparse.Namespace, nonce: str,
+           *, live: bool) -> tuple[dict[str, list[float]], float, float]:
+    """``args.runs`` saves under one ``kodev up`` (``--live`` or not), each next to a floor
+    build of an equal change; the times from each save, and CPU and memory when idle."""
+    mode = "live" if live else "rolled"
+    watched = copy_demo(root, f"watched-{mode}")
+    namespace_name = f"kodev-bench-{mode}-{os.getpid()}"
+    namespace(env, namespace_name, create=True)
+    up = Up(watched, namespace_name, env, ("--live",) if live else ())
+    samples: dict[str, list[float]] = {"floor": [], "answering": []}
+    try:
+        url = up.wait("forward", "deployment/web")["url"]
+        up.wait("watching")
+        up.wait("ready", "deployment/web")
+        for run in range(args.runs):
+            samples["floor"].append(floor_build(floor, f"floor-{mode}-{run}-{nonce}", env))
+            time.sleep(0.5)
+            marker = f"up-{mode}-{run}-{nonce}"
+            saved = time.time()
+            set_marker(watched, marker)
+            # Ask only once the new code is in place: it cannot answer before, and a request
+            # (a WebSocket through the API server) every few ms would take CPU from the
+            # build on 2 cores.
+            if live:
+                swapped = up.wait("live", "deployment/web")
+                samples.setdefault("swapped", []).append(swapped["time"] - saved)
+            else:
+                patched = up.wait("patched", "deployment/web")
+                samples.setdefault("patched", []).append(patched["time"] - saved)
+            samples["answering"].append(answered(url, marker, time.monotonic() + 120) - saved)
+            if not live:
+                ready = up.wait("ready", "deployment/web")
+                samples.setdefault("ready", []).append(ready["time"] - saved)
+                time.sleep(2.0)  # let the old Pod go before the next save
+            else:
+                time.sleep(1.0)
+        before = cpu_seconds(up.process.pid)
+        time.sleep(args.idle_seconds)
+        idle_cpu = (cpu_seconds(up.process.pid) - before) / args.idle_seconds * 100
+        memory = rss_mb(up.process.pid)
+    finally:
+        up.stop()
+        namespace(env, namespace_name, create=False)
+    return samples, idle_cpu, memory
 
 
 def report(samples: dict[str, list[float]], idle_cpu: float, memory: float, runs: int) -> None:
     med = {k: statistics.median(v) for k, v in samples.items()}
+    p90 = {k: p90_of(v) for k, v in samples.items()}
     results = {
         "runs": runs,
         "median_seconds": {k: round(v, 3) for k, v in med.items()},
+        "p90_seconds": {k: round(v, 3) for k, v in p90.items()},
         "samples": {k: [round(x, 3) for x in v] for k, v in samples.items()},
         "patched_minus_floor": round(med["patched"] - med["floor"], 3),
         "ready_minus_patched": round(med["ready"] - med["patched"], 3),
         "answering_minus_floor": round(med["answering"] - med["floor"], 3),
+        "live_answering_minus_floor": round(med["live_answering"] - med["live_floor"], 3),
         "idle_cpu_percent": round(idle_cpu, 2),
         "rss_mb": round(memory, 1),
     }
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "up.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"kodev up, median of {runs} (seconds)")
-    print(f"  go build of the change (floor)      {med['floor']:.3f}")
-    print(f"  (a) save -> Deployment patched      {med['patched']:.3f}   "
+    print(f"kodev up, median of {runs} saves each (seconds)")
+    print("  digest rollout (kodev up --port-forward)")
+    print(f"    go build of the change (floor)      {med['floor']:.3f}")
+    print(f"    (a) save -> Deployment patched      {med['patched']:.3f}   "
           f"floor + {results['patched_minus_floor']:.3f}  (target <= 0.300)")
-    print(f"  (b) save -> new Pod Ready (rollout) {med['ready']:.3f}   "
+    print(f"    (b) save -> new Pod Ready (rollout) {med['ready']:.3f}   "
           f"(a) + {results['ready_minus_patched']:.3f}")
-    print(f"  (c) save -> new code answering      {med['answering']:.3f}   "
+    print(f"    (c) save -> new code answering      {med['answering']:.3f}   "
           f"floor + {results['answering_minus_floor']:.3f}  (target <= 1.000)")
+    print("  live swap (kodev up --live --port-forward)")
+    print(f"    go build of the change (floor)      {med['live_floor']:.3f}")
+    print(f"    (d) save -> new binary running      {med['live_swapped']:.3f}   "
+          f"p90 {p90['live_swapped']:.3f}")
+    print(f"    (e) save -> new code answering      {med['live_answering']:.3f}   "
+          f"floor + {results['live_answering_minus_floor']:.3f}  (target <= 0.300), "
+          f"p90 {p90['live_answering']:.3f}")
     print(f"  resident memory while watching      {memory:.0f} MB  (target < 150)")
     print(f"  CPU while idle                      {idle_cpu:.2f} %")
+
+
+def p90_of(values: list[float]) -> float:
+    """The 90th percentile (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[max(0, -(-len(ordered) * 9 // 10) - 1)]
 
 
 if __name__ == "__main__":

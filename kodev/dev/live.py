@@ -12,11 +12,12 @@ Pods still run an old binary); :class:`LiveSwapper` acts, through kodev/kube/exe
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from kodev.golang.builder import BuiltBinary
 from kodev.golang.supervisor import IMAGE_PATH, LIVE_DIR
 from kodev.kube.apply import pod_spec
 from kodev.kube.client import Cluster
+from kodev.kube.exec import ExecSession
 from kodev.oci.image import Image, Index
 
 VOLUME = "kodev-live"
@@ -102,33 +104,82 @@ class SwapOutcome:
     forbidden: bool = False
 
 
-class LiveSwapper:
-    """Streams binaries into running containers, several Pods at once."""
+@dataclass
+class Opened:
+    """An exec stream to one container's ``kodev-live swap``, opened before the binary
+    exists (or why it could not be)."""
 
-    def __init__(self, cluster: Cluster, jobs: int = 4) -> None:
+    target: PodContainer
+    session: ExecSession | None
+    failure: SwapOutcome | None = None
+
+
+class LiveSwapper:
+    """Streams binaries into running containers, several Pods at once. The exec streams
+    can be opened while ``go build`` runs (:meth:`open`), so their handshake through the
+    API server and the kubelet costs nothing when the binary is ready."""
+
+    def __init__(self, cluster: Cluster, jobs: int = 8) -> None:
         self.cluster = cluster
-        self.pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="live")
+        # Two pools: a swap waits for its stream to open, so they must not share workers.
+        self._opening = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="live-open")
+        self._swapping = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="live-swap")
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self._opening, self._swapping):
+            pool.shutdown(wait=False, cancel_futures=True)
 
-    def swap(self, namespace: str, targets: Sequence[PodContainer], binary: BuiltBinary
+    def open(self, namespace: str, targets: Iterable[PodContainer]
+             ) -> dict[PodContainer, Future[Opened]]:
+        return {t: self._opening.submit(self._open, namespace, t) for t in targets}
+
+    def abort(self, opened: Iterable[Future[Opened]]) -> None:
+        """Streams opened for a build that changed nothing (or failed): the swap command
+        is told so and exits without touching anything."""
+        for future in opened:
+            future.add_done_callback(self._abort_when_open)
+
+    def _abort_when_open(self, future: Future[Opened]) -> None:
+        with contextlib.suppress(RuntimeError):  # shutting down: the stream just closes
+            self._swapping.submit(self._abort, future.result())
+
+    def swap(self, namespace: str, targets: Sequence[PodContainer], binary: BuiltBinary,
+             opened: Mapping[PodContainer, Future[Opened]] | None = None
              ) -> list[SwapOutcome]:
         data = Path(binary.path).read_bytes()
-        futures = [self.pool.submit(self._swap_one, namespace, t, binary, data) for t in targets]
+        ready = opened or {}
+        futures = [self._swapping.submit(self._swap_one, ready.get(t), namespace, t, binary,
+                                         data) for t in targets]
         return [f.result() for f in futures]
 
-    def _swap_one(self, namespace: str, target: PodContainer, binary: BuiltBinary,
-                  data: bytes) -> SwapOutcome:
-        from kodev.kube.exec import ExecForbidden, exec_in_container
+    def _open(self, namespace: str, target: PodContainer) -> Opened:
+        from kodev.kube.exec import ExecForbidden, ExecSession
 
-        command = [IMAGE_PATH, "swap", "--sha256", binary.sha256, "--size", str(len(data)),
-                   "--grace", str(target.grace_seconds)]
         try:
-            result = exec_in_container(self.cluster, namespace, target.pod, target.container,
-                                       command, [data], timeout=SWAP_TIMEOUT_S)
+            session = ExecSession(self.cluster, namespace, target.pod, target.container,
+                                  [IMAGE_PATH, "swap"], timeout=SWAP_TIMEOUT_S)
         except ExecForbidden as exc:
-            return SwapOutcome(target, str(exc), forbidden=True)
+            return Opened(target, None, SwapOutcome(target, str(exc), forbidden=True))
+        except KodevError as exc:
+            return Opened(target, None, SwapOutcome(target, str(exc)))
+        return Opened(target, session)
+
+    def _abort(self, opened: Opened) -> None:
+        if opened.session is not None:
+            with contextlib.suppress(KodevError):
+                opened.session.send(b"abort\n")
+                opened.session.finish()
+
+    def _swap_one(self, opened: Future[Opened] | None, namespace: str, target: PodContainer,
+                  binary: BuiltBinary, data: bytes) -> SwapOutcome:
+        stream = opened.result() if opened is not None else self._open(namespace, target)
+        if stream.session is None:
+            assert stream.failure is not None
+            return stream.failure
+        header = f"{binary.sha256} {len(data)} {target.grace_seconds}\n".encode()
+        try:
+            stream.session.send(header + data)
+            result = stream.session.finish()
         except KodevError as exc:
             return SwapOutcome(target, str(exc))
         if result.exit_code == 0:

@@ -12,10 +12,12 @@ deleted by hand) are reported and retried; the last good digest stays deployed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,8 @@ from kodev.dev.dashboard import BUILDING, FAILED, PUSHING, READY, ROLLING, Dashb
 from kodev.dev.forwards import PortForwards, PortSpec, declared_ports
 from kodev.dev.live import (
     LiveSwapper,
+    Opened,
+    PodContainer,
     SwapOutcome,
     add_live_volume,
     frame,
@@ -142,6 +146,7 @@ class DevLoop:
         self.live_binary: dict[str, BuiltBinary] = {}  # import path -> its newest binary
         self.live_swapped: dict[tuple[str, str], str] = {}
         self._live_lock = threading.Lock()
+        self._catch_up = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-catch-up")
         self.log_followers: list[Any] = []  # kodev.kube.logs.LogFollower, imported lazily
         self.logged_namespaces: set[str] = set()
         self.files_watcher: FileWatcher | None = None
@@ -229,6 +234,7 @@ class DevLoop:
             elif self.live_ahead:
                 self._converge(time.monotonic(), follow=False)
         finally:
+            self._catch_up.shutdown(wait=False, cancel_futures=True)
             if self.live is not None:
                 self.live.close()
             if self.pipeline is not None:
@@ -439,6 +445,16 @@ class DevLoop:
         self.dashboard.emit("build", f"building {len(images)} image(s): "
                             f"{', '.join(_short(i) for i in images)}", images=images)
         began = time.monotonic()
+        opened = self._open_live_streams(images)
+        try:
+            self._build_and_publish(images, began, started, opened)
+        finally:
+            if self.live is not None:  # streams no swap used: tell them nothing changed
+                self.live.abort(f for streams in opened.values() for f in streams.values())
+
+    def _build_and_publish(self, images: list[str], began: float, started: float,
+                           opened: dict[str, dict[PodContainer, Future[Opened]]]) -> None:
+        assert self.pipeline is not None
         try:
             built = self.pipeline.rebuild([self.targets[ip] for ip in images])
         except BuildError as exc:
@@ -450,12 +466,36 @@ class DevLoop:
         changed = [b for b in built if self._is_new(b, seconds)]
         if not changed:
             return
+        # Live swaps need the binary, not the registry: they run while the push does.
+        live = ThreadPoolExecutor(max_workers=len(changed)) if self.live is not None else None
+        went_live = {b.target.import_path: live.submit(
+            self._go_live_then_close, b, started, opened.pop(b.target.import_path, {}))
+            for b in changed} if live is not None else {}
         try:
             published = self._publish(changed)
         except RETRIABLE as exc:
             self._schedule_retry({b.target.import_path for b in changed}, set(), exc)
             return
-        self._swap(published, started)
+        finally:
+            if live is not None:
+                live.shutdown(wait=True)
+        self._swap(published, started,
+                   {ip for ip, future in went_live.items() if future.result()})
+
+    def _open_live_streams(self, images: Iterable[str]
+                           ) -> dict[str, dict[PodContainer, Future[Opened]]]:
+        """Live mode: open the exec streams to every container that will get a new binary
+        now, so their handshake overlaps go build."""
+        if self.live is None or self.watch is None:
+            return {}
+        opened: dict[str, dict[PodContainer, Future[Opened]]] = {}
+        for ip in images:
+            slots = [s for s in self.slots.get(ip, []) if not s.init]
+            for workload in {s.workload for s in slots}:
+                containers = [s.container for s in slots if s.workload == workload]
+                targets = running_targets(self.watch.workload_pods(workload), containers)
+                opened.setdefault(ip, {}).update(self.live.open(workload.namespace, targets))
+        return opened
 
     def _is_new(self, item: Built, seconds: float) -> bool:
         ip = item.target.import_path
@@ -493,12 +533,15 @@ class DevLoop:
             {str(p): b.sha256 for p, b in result.binaries.items()}, frame(result.artifact))
         self.dashboard.update(result.import_path, digest=result.digest)
 
-    def _swap(self, published: Sequence[Published], started: float) -> None:
+    def _swap(self, published: Sequence[Published], started: float,
+              went_live: Set[str] = frozenset()) -> None:
         """Patch the new digests into every container that runs them. An image counts as
         deployed only when every patch for it went through; otherwise it is retried.
-        In live mode, what can go live does first; the rest is patched."""
-        if self.live is not None:
-            published = [r for r in published if not self._go_live(r, started)]
+        What already runs live (``went_live``) is only recorded."""
+        for result in published:
+            if result.import_path in went_live:
+                self._record_live(result)
+        published = [r for r in published if r.import_path not in went_live]
         by_workload: dict[WorkloadRef, dict[ContainerSlot, str]] = {}
         for result in published:
             for slot in self.slots.get(result.import_path, []):
@@ -554,31 +597,37 @@ class DevLoop:
 
     # ================================================================ live swaps
 
-    def _go_live(self, result: Published, started: float) -> bool:
-        """Swap the new binary into every running container of ``result``'s import path.
-        False (with one line saying why) when it must be rolled out instead."""
-        ip = result.import_path
+    def _go_live_then_close(self, built: Built, started: float,
+                            opened: Mapping[PodContainer, Future[Opened]]) -> bool:
+        assert self.live is not None
+        try:
+            return self._go_live(built, started, opened)
+        finally:  # a stream the swap did not use (a blocker, a Pod gone) ends unused
+            self.live.abort(opened.values())
+
+    def _go_live(self, built: Built, started: float,
+                 opened: Mapping[PodContainer, Future[Opened]]) -> bool:
+        """Swap the new binary into every running container of its import path. False
+        (with one line saying why) when it must be rolled out instead."""
+        ip = built.target.import_path
         current = self.deployed.get(ip)
-        why = live_blocker(current.frame if current else None, result.artifact,
-                           result.binaries)
+        why = live_blocker(current.frame if current else None, built.artifact, built.binaries)
         slots = self.slots.get(ip, [])
         if why is None and not slots:
             why = "no workload runs it"
         outcomes: list[SwapOutcome] = []
         if why is None:
-            binary = next(iter(result.binaries.values()))
-            outcomes, why = self._swap_into_workloads(ip, slots, binary)
+            binary = next(iter(built.binaries.values()))
+            try:
+                outcomes, why = self._swap_into_workloads(ip, slots, binary, opened)
+            except Exception as exc:  # a bug here must not end the loop: roll out instead
+                why = f"internal error: {type(exc).__name__}: {exc}"
         if why is not None:
             self.dashboard.emit("live-fallback", f"{_short(ip)}: rolling out a new Pod "
                                 f"instead of a live swap: {why}", ip, reason=why)
             return False
-        reference = self._reference(result)
-        self._record(result)
         seconds = time.monotonic() - started
-        for workload in {s.workload for s in slots}:
-            with self._live_lock:
-                ahead = self.live_ahead.setdefault(workload, {})
-                ahead.update({s: reference for s in slots if s.workload == workload})
+        for workload in sorted({s.workload for s in slots}, key=str):
             pods = sorted({o.target.pod for o in outcomes})
             self.dashboard.emit("live", f"{workload}: new binary running in {len(pods)} "
                                 f"container(s), {seconds:.2f}s after the save (same Pods)",
@@ -588,8 +637,20 @@ class DevLoop:
         self.dashboard.update(ip, state=READY, latency_seconds=seconds, message="live")
         return True
 
+    def _record_live(self, result: Published) -> None:
+        """``result`` runs live (and is now in the registry): what the workloads' specs
+        must be patched to when the loop converges."""
+        reference = self._reference(result)
+        self._record(result)
+        slots = self.slots.get(result.import_path, [])
+        with self._live_lock:
+            for slot in slots:
+                self.live_ahead.setdefault(slot.workload, {})[slot] = reference
+
     def _swap_into_workloads(self, ip: str, slots: Sequence[ContainerSlot],
-                             binary: BuiltBinary) -> tuple[list[SwapOutcome], str | None]:
+                             binary: BuiltBinary,
+                             opened: Mapping[PodContainer, Future[Opened]] | None = None
+                             ) -> tuple[list[SwapOutcome], str | None]:
         assert self.live is not None and self.watch is not None
         outcomes: list[SwapOutcome] = []
         for workload in sorted({s.workload for s in slots}, key=str):
@@ -597,7 +658,7 @@ class DevLoop:
             targets = running_targets(self.watch.workload_pods(workload), containers)
             if not targets:
                 return outcomes, f"{workload} has no running container to swap into"
-            done = self.live.swap(workload.namespace, targets, binary)
+            done = self.live.swap(workload.namespace, targets, binary, opened)
             outcomes += done
             failed = [o for o in done if o.error]
             if failed:
@@ -760,7 +821,8 @@ class DevLoop:
         if self.forwards is not None:
             self.forwards.pods_changed()
         if self.live is not None and self.live_ahead and not self.stopping.is_set():
-            self.live.pool.submit(self._catch_up_new_pods)
+            with contextlib.suppress(RuntimeError):  # stopping: no more catch-ups
+                self._catch_up.submit(self._catch_up_new_pods)
         self._refresh_pod_counts()
         if workload is None:
             with self._pending_lock:

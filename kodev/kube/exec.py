@@ -39,48 +39,77 @@ def exec_in_container(cluster: Cluster, namespace: str, pod: str, container: str
                       command: Sequence[str], stdin: Iterable[bytes] = (),
                       timeout: float = 60.0) -> ExecResult:
     """Run ``command``; send ``stdin`` (chunks), then collect output until it exits."""
-    from kubernetes.stream import ws_client
-    from websocket import ABNF, WebSocketBadStatusException, WebSocketException
+    session = ExecSession(cluster, namespace, pod, container, command, timeout)
+    for chunk in stdin:
+        session.send(chunk)
+    return session.finish()
 
-    stream: Any = ws_client  # the kubernetes client has no type hints
-    configuration: Any = cluster.api.configuration
-    query = urlencode([("container", container), ("stdin", "true"), ("stdout", "true"),
-                       ("stderr", "true"), *(("command", c) for c in command)])
-    url = stream.get_websocket_url(f"{configuration.host}/api/v1/namespaces/"
-                                   f"{quote(namespace)}/pods/{quote(pod)}/exec?{query}")
-    headers = {"sec-websocket-protocol": PROTOCOLS}
-    token = configuration.get_api_key_with_prefix("authorization")
-    if token:
-        headers["authorization"] = token
-    where = f"exec in pod {namespace}/{pod} container {container}"
-    try:
-        ws: Any = stream.create_websocket(configuration, url, headers)
-    except WebSocketBadStatusException as exc:
-        if exc.status_code == 403:
-            raise ExecForbidden(f"{where}: forbidden (RBAC allows no create on pods/exec)",
-                                hint="allow create on pods/exec for kodev's user") from exc
-        raise KubeError(f"{where}: HTTP {exc.status_code}") from exc
-    except (WebSocketException, OSError) as exc:
-        raise KubeError(f"{where}: {exc}") from exc
-    ws.settimeout(timeout)
-    out: dict[int, bytearray] = {1: bytearray(), 2: bytearray(), 3: bytearray()}
-    try:
-        for chunk in stdin:
-            for start in range(0, len(chunk), CHUNK):
-                ws.send(b"\x00" + chunk[start:start + CHUNK], opcode=ABNF.OPCODE_BINARY)
-        while True:
-            opcode, data = ws.recv_data(control_frame=True)
-            if opcode == ABNF.OPCODE_CLOSE:
-                break
-            if opcode == ABNF.OPCODE_BINARY and data and data[0] in out:
-                out[data[0]].extend(data[1:])
-    except (WebSocketException, OSError) as exc:
-        if not out[3]:
-            raise KubeError(f"{where}: the stream broke: {exc}") from exc
-    finally:
+
+class ExecSession:
+    """A command started in a container (the connection is opened at once), to which
+    stdin is sent later: the handshake can happen while the data is still being made."""
+
+    def __init__(self, cluster: Cluster, namespace: str, pod: str, container: str,
+                 command: Sequence[str], timeout: float = 60.0) -> None:
+        from kubernetes.stream import ws_client
+        from websocket import WebSocketBadStatusException, WebSocketException
+
+        stream: Any = ws_client  # the kubernetes client has no type hints
+        configuration: Any = cluster.api.configuration
+        query = urlencode([("container", container), ("stdin", "true"), ("stdout", "true"),
+                           ("stderr", "true"), *(("command", c) for c in command)])
+        url = stream.get_websocket_url(f"{configuration.host}/api/v1/namespaces/"
+                                       f"{quote(namespace)}/pods/{quote(pod)}/exec?{query}")
+        headers = {"sec-websocket-protocol": PROTOCOLS}
+        token = configuration.get_api_key_with_prefix("authorization")
+        if token:
+            headers["authorization"] = token
+        self.where = f"exec in pod {namespace}/{pod} container {container}"
+        try:
+            self.ws: Any = stream.create_websocket(configuration, url, headers)
+        except WebSocketBadStatusException as exc:
+            if exc.status_code == 403:
+                raise ExecForbidden(f"{self.where}: forbidden (RBAC allows no create on "
+                                    "pods/exec)",
+                                    hint="allow create on pods/exec for kodev's user") from exc
+            raise KubeError(f"{self.where}: HTTP {exc.status_code}") from exc
+        except (WebSocketException, OSError) as exc:
+            raise KubeError(f"{self.where}: {exc}") from exc
+        self.ws.settimeout(timeout)
+
+    def send(self, data: bytes) -> None:
+        """Bytes to the command's stdin."""
+        from websocket import ABNF, WebSocketException
+
+        try:
+            for start in range(0, len(data), CHUNK):
+                self.ws.send(b"\x00" + data[start:start + CHUNK], opcode=ABNF.OPCODE_BINARY)
+        except (WebSocketException, OSError) as exc:
+            self.close()
+            raise KubeError(f"{self.where}: the stream broke: {exc}") from exc
+
+    def finish(self) -> ExecResult:
+        """Wait for the command to exit; its output and exit code."""
+        from websocket import ABNF, WebSocketException
+
+        out: dict[int, bytearray] = {1: bytearray(), 2: bytearray(), 3: bytearray()}
+        try:
+            while True:
+                opcode, data = self.ws.recv_data(control_frame=True)
+                if opcode == ABNF.OPCODE_CLOSE:
+                    break
+                if opcode == ABNF.OPCODE_BINARY and data and data[0] in out:
+                    out[data[0]].extend(data[1:])
+        except (WebSocketException, OSError) as exc:
+            if not out[3]:
+                raise KubeError(f"{self.where}: the stream broke: {exc}") from exc
+        finally:
+            self.close()
+        return _result(out)
+
+    def close(self) -> None:
         with contextlib.suppress(Exception):
-            ws.close(timeout=0.5)
-    return _result(out)
+            self.ws.close(timeout=0.5)
 
 
 def _result(out: dict[int, bytearray]) -> ExecResult:

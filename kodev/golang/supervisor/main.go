@@ -3,7 +3,7 @@
 // toolchain and exists in no other image.
 //
 //	kodev-live run -- PROGRAM [ARGS...]   (the entrypoint; PID 1 of the container)
-//	kodev-live swap --sha256 HEX --size N --grace SECONDS   (exec'd by kodev)
+//	kodev-live swap [--sha256 HEX --size N --grace SECONDS]   (exec'd by kodev)
 //
 // run starts PROGRAM as its child with the same arguments, environment and standard
 // streams (so its output stays the container's log), forwards SIGTERM and SIGINT to it,
@@ -12,6 +12,8 @@
 // restart of the container.
 //
 // swap reads exactly N bytes from stdin (the exec stream), checks their sha256, and only
+// (without flags, a first line on stdin gives them: "HEX N SECONDS", or "abort" to change
+// nothing; so kodev can open the exec stream while the binary is still being built)
 // then writes them into /kodev-live, points `current` at them and sends SIGHUP to PID 1:
 // the supervisor stops its child with SIGTERM, waits up to the grace period (then
 // SIGKILL), starts the new binary and records it in `status`. A short or corrupted
@@ -211,7 +213,25 @@ func swap(args []string) int {
 	want := flags.String("sha256", "", "sha256 of the new binary (hex)")
 	size := flags.Int64("size", -1, "its size in bytes")
 	grace := flags.Int("grace", 30, "seconds the old process gets after SIGTERM")
-	if err := flags.Parse(args); err != nil || len(*want) != 64 || *size < 0 {
+	if err := flags.Parse(args); err != nil {
+		return 2
+	}
+	stdin := bufio.NewReaderSize(os.Stdin, 1<<20)
+	if *want == "" {
+		header, err := stdin.ReadString('\n')
+		fields := strings.Fields(header)
+		if err != nil || len(fields) == 0 || fields[0] == "abort" {
+			return 0 // nothing to swap: the build changed nothing, or failed
+		}
+		if len(fields) != 3 {
+			fmt.Fprintln(os.Stderr, "kodev-live: bad header:", strings.TrimSpace(header))
+			return 2
+		}
+		*want = fields[0]
+		*size, _ = strconv.ParseInt(fields[1], 10, 64)
+		*grace, _ = strconv.Atoi(fields[2])
+	}
+	if len(*want) != 64 || *size < 0 {
 		fmt.Fprintln(os.Stderr, "kodev-live: usage: swap --sha256 HEX --size N --grace S")
 		return 2
 	}
@@ -226,7 +246,7 @@ func swap(args []string) int {
 		return 4
 	}
 	hash := sha256.New()
-	copied, err := io.Copy(io.MultiWriter(file, hash), io.LimitReader(bufio.NewReaderSize(os.Stdin, 1<<20), *size))
+	copied, err := io.Copy(io.MultiWriter(file, hash), io.LimitReader(stdin, *size))
 	closeErr := file.Close()
 	got := hex.EncodeToString(hash.Sum(nil))
 	switch {
