@@ -21,7 +21,7 @@ skaffold:
 help:
 	@echo "make demo   build the example app, push it to a local registry, run it (runc) and deploy it"
 	@echo "make test   install everything, start the test environment, run lint and all tests"
-	@echo "make bench  compare kodev with ko and go build, and time kodev up's save-to-Ready"
+	@echo "make bench  compare kodev with ko and go build; time kodev up (rollout and --live) on the real node"
 
 deps: apt-deps py-deps go-tools
 
