@@ -330,6 +330,9 @@ class Pipeline:
     def _assemble_all(
         self, targets: Sequence[Target], binaries: Mapping[tuple[str, Platform], BuiltBinary]
     ) -> list[Built]:
+        # kodata layers are shared by the platforms of ONE build; a long-lived pipeline
+        # (kodev up) must read kodata/ again on the next build, or an edit would be lost.
+        self._kodata_layers.clear()
         built = []
         for target in targets:
             per_platform = {
@@ -490,12 +493,21 @@ class Pipeline:
     def _make_kodata_layer(
         self, target: Target, windows: bool, mtime: int, media_type: str
     ) -> Layer:
-        allowed = self.environ.get("KO_DATA_PATH_ALLOWED_ROOT")
-        root = Path(allowed) if allowed else _git_root(target.package.dir)
         raw = kodata_layer_tar(
-            target.package.kodata_dir, allowed_root=root, windows=windows, mtime=mtime
+            target.package.kodata_dir, allowed_root=self._kodata_root(target), windows=windows,
+            mtime=mtime, live=self.options.live and not windows,
         )
         return layer_from_tar(raw, media_type)
+
+    def _kodata_root(self, target: Target) -> Path:
+        allowed = self.environ.get("KO_DATA_PATH_ALLOWED_ROOT")
+        return Path(allowed) if allowed else _git_root(target.package.dir)
+
+    def kodata_tar(self, target: Target) -> bytes:
+        """The package's kodata as a plain tar with relative names (for a live swap)."""
+        from kodev.oci.layers import kodata_tar
+
+        return kodata_tar(target.package.kodata_dir, allowed_root=self._kodata_root(target))
 
     def _binary_layer(
         self, binary: BuiltBinary, name: str, windows: bool, media_type: str

@@ -39,15 +39,16 @@ SWAP_TIMEOUT_S = 120.0
 
 def add_live_volume(data: Mapping[str, Any], is_kodev_image: Callable[[str], bool]
                     ) -> dict[str, Any]:
-    """``data`` with the emptyDir the supervisor writes swapped binaries to, mounted at
-    /kodev-live in every container that runs an image kodev built (a read-only root
-    filesystem stays read-only)."""
+    """``data`` with the emptyDir the supervisor writes swapped binaries and kodata to,
+    mounted at /kodev-live in every container (init containers too: their kodata is
+    reached through it) that runs an image kodev built (a read-only root filesystem stays
+    read-only)."""
     result = copy.deepcopy(dict(data))
     spec = pod_spec(result)
     if spec is None:
         return result
     mounted = False
-    for container in spec.get("containers") or []:
+    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
         if is_kodev_image(str(container.get("image", ""))):
             mounts = [m for m in container.get("volumeMounts") or [] if m.get("name") != VOLUME]
             container["volumeMounts"] = [*mounts, {"name": VOLUME, "mountPath": LIVE_DIR}]
@@ -59,13 +60,31 @@ def add_live_volume(data: Mapping[str, Any], is_kodev_image: Callable[[str], boo
 
 
 def frame(artifact: Image | Index) -> str:
-    """A digest of everything in an image except its top layer (the binary): equal frames
-    mean a new image differs from the old one by the binary alone, so a live swap gives
-    exactly what a rollout would."""
+    """A digest of everything in an image but its binary and kodata layers: equal frames
+    mean a new image differs from the old one by what a live swap sends, so the swap
+    gives exactly what a rollout would."""
     images = artifact.images if isinstance(artifact, Index) else [artifact]
-    parts = [[[layer.digest for layer in image.layers[:-1]],
+    parts = [[[layer.digest for layer in _frame_layers(image)],
               image.config.get("config"), str(image.platform)] for image in images]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def kodata_digest(artifact: Image | Index) -> str:
+    """The digest of the kodata layer of a live image ("" for any other image)."""
+    images = artifact.images if isinstance(artifact, Index) else [artifact]
+    return ",".join(image.layers[-3].digest for image in images if _is_live(image))
+
+
+def _is_live(image: Image) -> bool:
+    entrypoint = image.config.get("config", {}).get("Entrypoint") or []
+    return bool(entrypoint) and entrypoint[0] == IMAGE_PATH and len(image.layers) >= 3
+
+
+def _frame_layers(image: Image) -> list[Any]:
+    """Layers but the binary (top) and, in a live image, kodata (below the supervisor)."""
+    if _is_live(image):
+        return [*image.layers[:-3], image.layers[-2]]
+    return list(image.layers[:-1])
 
 
 def live_blocker(old_frame: str | None, artifact: Image | Index,
@@ -76,13 +95,12 @@ def live_blocker(old_frame: str | None, artifact: Image | Index,
         return "live swaps need Linux containers"
     if len(binaries) != 1:
         return "a live swap sends one binary; this image is built for several platforms"
-    if not any(IMAGE_PATH in " ".join(image.config.get("config", {}).get("Entrypoint") or [])
-               for image in images):
+    if not all(_is_live(image) for image in images):
         return "the image has no live supervisor"
     if old_frame is None:
         return "nothing of it runs yet"
     if frame(artifact) != old_frame:
-        return "the image changed beyond the binary (base image, kodata or config)"
+        return "the image changed beyond its binary and kodata (base image or config)"
     return None
 
 
@@ -144,12 +162,14 @@ class LiveSwapper:
             self._swapping.submit(self._abort, future.result())
 
     def swap(self, namespace: str, targets: Sequence[PodContainer], binary: BuiltBinary,
-             opened: Mapping[PodContainer, Future[Opened]] | None = None
-             ) -> list[SwapOutcome]:
+             opened: Mapping[PodContainer, Future[Opened]] | None = None,
+             kodata: bytes | None = None) -> list[SwapOutcome]:
+        """Send the binary (and a tar of new kodata) to each target; what happened."""
         data = Path(binary.path).read_bytes()
+        header = f"{binary.sha256} {len(data)}"
         ready = opened or {}
-        futures = [self._swapping.submit(self._swap_one, ready.get(t), namespace, t, binary,
-                                         data) for t in targets]
+        futures = [self._swapping.submit(self._swap_one, ready.get(t), namespace, t, header,
+                                         data, kodata) for t in targets]
         return [f.result() for f in futures]
 
     def _open(self, namespace: str, target: PodContainer) -> Opened:
@@ -171,14 +191,16 @@ class LiveSwapper:
                 opened.session.finish()
 
     def _swap_one(self, opened: Future[Opened] | None, namespace: str, target: PodContainer,
-                  binary: BuiltBinary, data: bytes) -> SwapOutcome:
+                  header: str, data: bytes, kodata: bytes | None) -> SwapOutcome:
         stream = opened.result() if opened is not None else self._open(namespace, target)
         if stream.session is None:
             assert stream.failure is not None
             return stream.failure
-        header = f"{binary.sha256} {len(data)} {target.grace_seconds}\n".encode()
+        line = f"{header} {target.grace_seconds}"
+        if kodata is not None:
+            line += f" {hashlib.sha256(kodata).hexdigest()} {len(kodata)}"
         try:
-            stream.session.send(header + data)
+            stream.session.send(f"{line}\n".encode() + data + (kodata or b""))
             result = stream.session.finish()
         except KodevError as exc:
             return SwapOutcome(target, str(exc))
@@ -202,7 +224,7 @@ def running_targets(pods: Iterable[Mapping[str, Any]], containers: Iterable[str]
             continue
         grace = int((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
         for status in (pod.get("status") or {}).get("containerStatuses") or []:
-            if status.get("name") in wanted and (status.get("state") or {}).get("running"):
+            if status.get("name") in wanted and "running" in (status.get("state") or {}):
                 targets.append(PodContainer(str(metadata.get("name")), str(metadata.get("uid")),
                                             str(status["name"]), grace))
     return targets

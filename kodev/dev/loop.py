@@ -31,6 +31,7 @@ from kodev.dev.live import (
     SwapOutcome,
     add_live_volume,
     frame,
+    kodata_digest,
     live_blocker,
     running_targets,
 )
@@ -99,7 +100,8 @@ class Deployed:
     reference: str  # as written into the workloads
     digest: str
     binaries: dict[str, str]  # platform -> sha256 of the binary
-    frame: str = ""  # live.frame(): the image but its binary layer
+    frame: str = ""  # live.frame(): the image but its binary and kodata layers
+    kodata: str = ""  # live.kodata_digest(): the live image's kodata layer
 
 
 @dataclass
@@ -144,6 +146,7 @@ class DevLoop:
         # and which binary each (Pod UID, container) got
         self.live_ahead: dict[WorkloadRef, dict[ContainerSlot, str]] = {}
         self.live_binary: dict[str, BuiltBinary] = {}  # import path -> its newest binary
+        self.live_kodata: dict[str, bytes] = {}  # import path -> kodata swapped in, if any
         self.live_swapped: dict[tuple[str, str], str] = {}
         self._live_lock = threading.Lock()
         self._catch_up = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-catch-up")
@@ -530,7 +533,8 @@ class DevLoop:
         """``result`` is what runs now (or will run once the manifests are applied)."""
         self.deployed[result.import_path] = Deployed(
             self._reference(result), result.digest,
-            {str(p): b.sha256 for p, b in result.binaries.items()}, frame(result.artifact))
+            {str(p): b.sha256 for p, b in result.binaries.items()}, frame(result.artifact),
+            kodata_digest(result.artifact))
         self.dashboard.update(result.import_path, digest=result.digest)
 
     def _swap(self, published: Sequence[Published], started: float,
@@ -615,11 +619,15 @@ class DevLoop:
         slots = self.slots.get(ip, [])
         if why is None and not slots:
             why = "no workload runs it"
-        outcomes: list[SwapOutcome] = []
+        outcomes: dict[WorkloadRef, list[SwapOutcome]] = {}
         if why is None:
             binary = next(iter(built.binaries.values()))
             try:
-                outcomes, why = self._swap_into_workloads(ip, slots, binary, opened)
+                kodata = None
+                if current is not None and kodata_digest(built.artifact) != current.kodata:
+                    assert self.pipeline is not None
+                    kodata = self.pipeline.kodata_tar(built.target)
+                outcomes, why = self._swap_into_workloads(ip, slots, binary, opened, kodata)
             except Exception as exc:  # a bug here must not end the loop: roll out instead
                 why = f"internal error: {type(exc).__name__}: {exc}"
         if why is not None:
@@ -627,8 +635,8 @@ class DevLoop:
                                 f"instead of a live swap: {why}", ip, reason=why)
             return False
         seconds = time.monotonic() - started
-        for workload in sorted({s.workload for s in slots}, key=str):
-            pods = sorted({o.target.pod for o in outcomes})
+        for workload, done in sorted(outcomes.items(), key=lambda item: str(item[0])):
+            pods = sorted({o.target.pod for o in done})
             self.dashboard.emit("live", f"{workload}: new binary running in {len(pods)} "
                                 f"container(s), {seconds:.2f}s after the save (same Pods)",
                                 ip, workload=str(workload), namespace=workload.namespace,
@@ -649,23 +657,28 @@ class DevLoop:
 
     def _swap_into_workloads(self, ip: str, slots: Sequence[ContainerSlot],
                              binary: BuiltBinary,
-                             opened: Mapping[PodContainer, Future[Opened]] | None = None
-                             ) -> tuple[list[SwapOutcome], str | None]:
+                             opened: Mapping[PodContainer, Future[Opened]] | None = None,
+                             kodata: bytes | None = None
+                             ) -> tuple[dict[WorkloadRef, list[SwapOutcome]], str | None]:
+        """Swap into each workload's running containers; what happened per workload, and
+        the first reason it could not be done (then the image is rolled out)."""
         assert self.live is not None and self.watch is not None
-        outcomes: list[SwapOutcome] = []
+        outcomes: dict[WorkloadRef, list[SwapOutcome]] = {}
         for workload in sorted({s.workload for s in slots}, key=str):
             containers = [s.container for s in slots if s.workload == workload and not s.init]
             targets = running_targets(self.watch.workload_pods(workload), containers)
             if not targets:
                 return outcomes, f"{workload} has no running container to swap into"
-            done = self.live.swap(workload.namespace, targets, binary, opened)
-            outcomes += done
+            done = outcomes[workload] = self.live.swap(workload.namespace, targets, binary,
+                                                       opened, kodata)
             failed = [o for o in done if o.error]
             if failed:
                 return outcomes, failed[0].error
         with self._live_lock:
             self.live_binary[ip] = binary
-            for outcome in outcomes:
+            if kodata is not None:
+                self.live_kodata[ip] = kodata
+            for outcome in (o for done in outcomes.values() for o in done):
                 key = (outcome.target.uid, outcome.target.container)
                 self.live_swapped[key] = binary.sha256
         return outcomes, None
@@ -693,7 +706,8 @@ class DevLoop:
                 if not targets:
                     continue
                 began = time.monotonic()
-                for outcome in self.live.swap(workload.namespace, targets, binary):
+                for outcome in self.live.swap(workload.namespace, targets, binary,
+                                              kodata=self.live_kodata.get(ip)):
                     if outcome.error:
                         self.dashboard.emit("live-fallback", f"{workload}: new pod "
                                             f"{outcome.target.pod} runs the older binary: "

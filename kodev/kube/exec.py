@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -33,16 +33,6 @@ class ExecResult:
 
 class ExecForbidden(KubeError):
     """RBAC does not allow ``create`` on ``pods/exec``."""
-
-
-def exec_in_container(cluster: Cluster, namespace: str, pod: str, container: str,
-                      command: Sequence[str], stdin: Iterable[bytes] = (),
-                      timeout: float = 60.0) -> ExecResult:
-    """Run ``command``; send ``stdin`` (chunks), then collect output until it exits."""
-    session = ExecSession(cluster, namespace, pod, container, command, timeout)
-    for chunk in stdin:
-        session.send(chunk)
-    return session.finish()
 
 
 class ExecSession:

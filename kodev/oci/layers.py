@@ -199,18 +199,30 @@ def live_layer_tar(supervisor: Path, *, mtime: int = 0) -> bytes:
 
 
 def kodata_layer_tar(
-    kodata: Path, *, allowed_root: Path, windows: bool = False, mtime: int = 0
+    kodata: Path, *, allowed_root: Path, windows: bool = False, mtime: int = 0,
+    live: bool = False,
 ) -> bytes:
     """``kodata/`` at ``/var/run/ko`` with every entry mode 0555, symlinks dereferenced.
 
     A symlink may point anywhere inside ``allowed_root`` (ko's rule on main: the git root,
     or ``KO_DATA_PATH_ALLOWED_ROOT``); a link that escapes it is an error, not a silent copy.
+
+    ``live`` (``kodev up --live`` only): the files go to ``/kodev/kodata`` and
+    ``/var/run/ko`` is a symlink to ``/kodev-live/kodata``, which the live supervisor
+    points at them, and at newer kodata after a live swap.
     """
     tar = TarBuilder(mtime)
     if windows:
         prefix, pax = "Files/var/run/ko", WINDOWS_FILE_PAX
         for directory in (*WINDOWS_ROOT_DIRS, "Files/var", "Files/var/run", prefix):
             tar.add_dir(directory, 0o555)
+    elif live:
+        prefix, pax = "kodev/kodata", None
+        for parent in ("var", "var/run"):
+            tar.add_dir(parent, 0o755)
+        tar.add_symlink("var/run/ko", "/kodev-live/kodata")
+        tar.add_dir("kodev", 0o555)
+        tar.add_dir(prefix, 0o555)
     else:
         prefix, pax = "var/run/ko", None
         for parent in ("var", "var/run"):
@@ -223,6 +235,19 @@ def kodata_layer_tar(
                 tar.add_dir(f"{prefix}/{rel}", 0o555)
             else:
                 tar.add_file_from(f"{prefix}/{rel}", path, 0o555, pax)
+    return tar.finish()
+
+
+def kodata_tar(kodata: Path, *, allowed_root: Path) -> bytes:
+    """``kodata/`` as a plain tar with relative names (what a live swap sends), by the
+    same rules as the image's kodata layer."""
+    tar = TarBuilder(0)
+    if kodata.is_dir():
+        for rel, path in _walk_kodata(kodata, allowed_root.resolve(), windows=False):
+            if path.is_dir():
+                tar.add_dir(rel, 0o555)
+            else:
+                tar.add_file_from(rel, path, 0o555)
     return tar.finish()
 
 

@@ -36,6 +36,11 @@ def shared_main(name: str) -> str:
             f"func main() {{\n\tfmt.Println({expr})\n" + SERVE.format(expr=expr) + "}\n")
 
 
+def crashing_gamma_main() -> str:
+    """gamma's main that panics as it starts (exit code 2)."""
+    return gamma_main().replace("func main() {\n", 'func main() {\n\tpanic("boom")\n')
+
+
 def gamma_main(text: str = "gamma") -> str:
     """gamma imports nothing of the module; ``name`` is what it prints and answers."""
     return ("package main\n\n"
@@ -157,6 +162,14 @@ class UpProcess:
                 lambda e, n=name: e["event"] == "ready" and e.get("workload") == f"deployment/{n}",
                 since)
         return found
+
+    def started(self, *, rollout: bool = True) -> int:
+        """Wait for the initial deploy: the watcher running and (``rollout``) all three
+        Deployments rolled out on the node. Returns a mark for later waits."""
+        self.wait_for(lambda e: e["event"] == "watching")
+        if rollout:
+            self.wait_ready(set(NAMES), 0)
+        return self.mark()
 
     def of_kind(self, kind: str, since: int = 0) -> list[dict[str, Any]]:
         return [e for e in self.events[since:] if e["event"] == kind]

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.apply.test_apply_kube import eventually
-from tests.up.conftest import NAMES, deployment_images, edit, pods_of
+from tests.up.conftest import deployment_images, edit, pods_of
 
 pytestmark = pytest.mark.kube
 
@@ -49,8 +49,7 @@ def test_a_save_runs_the_new_binary_in_the_same_pod(
     up = start_up(up_module, kube_env.registry, extra=(*LIVE, "--port-forward"))
     url = up.wait_for(lambda e: e["event"] == "forward"
                       and e["workload"] == "deployment/gamma")["url"]
-    up.wait_for(lambda e: e["event"] == "watching")
-    up.wait_ready(set(NAMES), 0)
+    up.started()
     (pod,) = pods_of(kube_api, kube_namespace, "gamma")
     before = _pod(kube_api, kube_namespace, pod)
     spec_image = deployment_images(kube_api, kube_namespace)["gamma"]
@@ -135,8 +134,7 @@ def test_without_pods_exec_it_rolls_out_and_says_why(
     kubeconfig = _limited_kubeconfig(kube_api, kube_env, kube_namespace,
                                      tmp_path / "limited.kubeconfig")
     up = start_up(up_module, kube_env.registry, extra=LIVE, kubeconfig=kubeconfig)
-    up.wait_for(lambda e: e["event"] == "watching")
-    up.wait_ready(set(NAMES), 0)
+    up.started()
     (old_pod,) = pods_of(kube_api, kube_namespace, "gamma")
     since = up.mark()
     edit(up_module / "cmd/gamma/main.go", '"gamma"', '"gamma rolled"')
@@ -189,3 +187,29 @@ def test_a_transfer_cut_half_way_leaves_the_old_process_serving(
     assert status.restart_count == 0 and status.ready
     starts = [e for e in up.of_kind("log") if e.get("pod") == pod and e["line"] == "gamma"]
     assert len(starts) == 1  # the program was never restarted
+
+
+def test_kodata_goes_live_too(demo_module: Path, start_up: Any, kube_api: Any,
+                              kube_namespace: str, kube_env: Any) -> None:
+    """The demo's web answers with a file from its kodata (KO_DATA_PATH): a new file
+    content reaches the running process without a new Pod, and so does a code change."""
+    up = start_up(demo_module, f"{kube_env.registry}/live", extra=LIVE)
+    up.wait_for(lambda e: e["event"] == "watching")
+    up.wait_ready({"web", "worker"}, 0)
+    (pod,) = pods_of(kube_api, kube_namespace, "web")
+    assert kube_env.pod_get(kube_namespace, pod).strip() == \
+        "hello from web - kodev says hi from kodata"
+
+    since = up.mark()
+    (demo_module / "cmd/web/kodata/motd.txt").write_text("fresh kodata\n")
+    up.wait_for(lambda e: e["event"] == "live" and e["workload"] == "deployment/web", since)
+    assert kube_env.pod_get(kube_namespace, pod).strip() == "hello from web - fresh kodata"
+
+    since = up.mark()
+    edit(demo_module / "internal/greeting/greeting.go", "hello from", "hi from")
+    for name in ("web", "worker"):
+        up.wait_for(lambda e, n=name: e["event"] == "live"
+                    and e["workload"] == f"deployment/{n}", since)
+    assert kube_env.pod_get(kube_namespace, pod).strip() == "hi from web - fresh kodata"
+    assert pods_of(kube_api, kube_namespace, "web") == {pod}
+    assert _pod(kube_api, kube_namespace, pod).status.container_statuses[0].restart_count == 0

@@ -40,15 +40,6 @@ pytestmark = pytest.mark.kube
 TESTENV = Path(__file__).resolve().parents[1] / "testenv"
 
 
-def _started(up: Any, *, rollout: bool = True) -> int:
-    """Wait for the initial deploy: the watcher running and (``rollout``) all three rolled
-    out on the node."""
-    up.wait_for(lambda e: e["event"] == "watching")
-    if rollout:
-        up.wait_ready(set(NAMES), 0)
-    return up.mark()
-
-
 def _digest_in_registry(reference: str) -> str:
     repository = reference.split("@", 1)[0]
     out = subprocess.run([tool("crane"), "digest", f"{repository}:latest"], check=True,
@@ -60,7 +51,7 @@ def test_changes_rebuild_and_roll_exactly_the_affected_images(
         up_module: Path, start_up: Any, kube_api: Any, kube_namespace: str,
         kube_env: Any) -> None:
     up = start_up(up_module, kube_env.registry)
-    since = _started(up)
+    since = up.started()
     before = deployment_images(kube_api, kube_namespace)
     assert all("@sha256:" in before[n] for n in NAMES), before
     for name in NAMES:
@@ -118,7 +109,7 @@ def test_new_import_refreshes_the_graph(up_module: Path, start_up: Any, kube_env
                                         kube_api: Any, kube_namespace: str) -> None:
     """gamma starts importing the shared package: after that, a shared change rolls it."""
     up = start_up(up_module, kube_env.registry)
-    since = _started(up)
+    since = up.started()
     (up_module / "cmd/gamma/main.go").write_text(shared_main("gamma"))
     up.wait_ready({"gamma"}, since)
     assert up.of_kind("graph", since), "an import change must re-read the package graph"
@@ -133,7 +124,7 @@ def test_compile_error_is_reported_and_a_fix_recovers(
         up_module: Path, start_up: Any, kube_api: Any, kube_namespace: str,
         kube_env: Any) -> None:
     up = start_up(up_module, kube_env.registry)
-    since = _started(up)
+    since = up.started()
     before = deployment_images(kube_api, kube_namespace)
     edit(up_module / "cmd/gamma/main.go", "fmt.Println(name)", "fmt.Println(undefinedName)")
     error = up.wait_for(lambda e: e["event"] == "compile-error", since)
@@ -151,7 +142,7 @@ def test_a_burst_of_saves_gives_at_most_two_builds_and_the_last_save_runs(
         up_module: Path, start_up: Any, kube_api: Any, kube_namespace: str,
         kube_env: Any) -> None:
     up = start_up(up_module, kube_env.registry)
-    since = _started(up)
+    since = up.started()
     main = up_module / "cmd/gamma/main.go"
     for number in range(20):
         main.write_text(gamma_main(f"gamma {number}"))
@@ -169,7 +160,7 @@ def _gamma_change_survives(up: Any, kube_api: Any, namespace: str, *, break_: An
     """Break something, save a change to gamma: a retry is reported and the last good
     images stay; repair it: gamma is patched (and, with ``rollout``, rolls out).
     Returns the images before and after."""
-    since = _started(up, rollout=rollout)
+    since = up.started(rollout=rollout)
     before = deployment_images(kube_api, namespace)
     break_()
     edit(up.workdir / "cmd/gamma/main.go", '"gamma"', '"gamma during the outage"')
@@ -220,7 +211,7 @@ def test_logs_are_interleaved_with_events_across_a_rollout(
         up_module: Path, start_up: Any, kube_api: Any, kube_namespace: str,
         kube_env: Any) -> None:
     up = start_up(up_module, kube_env.registry, extra=("--logs=true",))
-    since = _started(up)
+    since = up.started()
     (old_pod,) = pods_of(kube_api, kube_namespace, "gamma")
     # The line gamma's real process printed when it started.
     line = up.wait_for(lambda e: e["event"] == "log" and e.get("pod") == old_pod, 0)
@@ -240,7 +231,7 @@ def test_deleted_deployment_is_applied_again(
     from kubernetes import client
 
     up = start_up(up_module, kube_env.registry)
-    since = _started(up)
+    since = up.started()
     image = deployment_images(kube_api, kube_namespace)["beta"]
     client.AppsV1Api(kube_api).delete_namespaced_deployment("beta", kube_namespace)
     up.wait_for(lambda e: e["event"] == "deleted" and "beta" in e.get("workload", ""), since)
@@ -256,7 +247,7 @@ def test_yaml_change_reapplies_only_that_file(
     from kubernetes import client
 
     up = start_up(up_module, kube_env.registry)
-    since = _started(up)
+    since = up.started()
     edit(up_module / "config/beta.yaml", "replicas: 1", "replicas: 2")
     up.wait_for(lambda e: e["event"] == "applied" and e.get("name") == "beta", since)
     applied = {e["name"] for e in up.of_kind("applied", since)}
@@ -271,7 +262,7 @@ def test_cleanup_deletes_what_up_applied(
         up_module: Path, start_up: Any, kube_api: Any, kube_namespace: str,
         kube_env: Any) -> None:
     up = start_up(up_module, kube_env.registry, extra=("--cleanup",))
-    _started(up)
+    up.started()
     assert up.stop() == 0
     assert deployment_images(kube_api, kube_namespace) == {}
 
@@ -281,7 +272,7 @@ def test_local_registry_and_platforms_come_from_the_cluster(
         kube_env: Any) -> None:
     """No KO_DOCKER_REPO: the KEP-1755 ConfigMap's host; no --platform: the nodes'."""
     up = start_up(up_module, None)
-    _started(up)
+    up.started()
     cluster = up.of_kind("cluster")
     assert {"registry": kube_env.registry} == {k: v for e in cluster for k, v in e.items()
                                                if k == "registry"}
@@ -346,7 +337,7 @@ def test_a_tree_that_does_not_compile_yet_is_deployed_once_fixed(
     up.wait_for(lambda e: e["event"] == "waiting")
     assert deployment_images(kube_api, kube_namespace) == {}  # nothing half-deployed
     edit(main, "shared.Greeting(missing)", 'shared.Greeting("beta")')
-    _started(up)
+    up.started()
     assert set(deployment_images(kube_api, kube_namespace)) == set(NAMES)
 
 
@@ -357,7 +348,7 @@ def test_configured_platforms_win_over_the_nodes(
     (up_module / ".ko.yaml").write_text(
         "defaultBaseImage: kodev://minimal\ndefaultPlatforms: [linux/arm64]\n")
     up = start_up(up_module, kube_env.registry)
-    _started(up, rollout=False)  # an arm64 binary cannot run on this amd64 node
+    up.started(rollout=False)  # an arm64 binary cannot run on this amd64 node
     assert not [e for e in up.of_kind("cluster") if "platforms" in e]
     image = deployment_images(kube_api, kube_namespace)["gamma"]
     config = subprocess.run([tool("crane"), "config", image], check=True,
@@ -386,7 +377,7 @@ def test_host_from_container_runtime_is_what_the_node_pulls(
         core.patch_namespaced_config_map("local-registry-hosting", "kube-public",
                                          {"data": {"localRegistryHosting.v1": hosting}})
         up = start_up(up_module, None)
-        _started(up)  # every image pulled and running
+        up.started()  # every image pulled and running
         assert {"registry": f"127.0.0.1:{port}"} in [
             {"registry": e["registry"]} for e in up.of_kind("cluster") if "registry" in e]
         images = deployment_images(kube_api, kube_namespace)
@@ -402,3 +393,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_a_kodata_edit_rolls_out(demo_module: Path, start_up: Any, kube_api: Any,
+                                 kube_namespace: str, kube_env: Any) -> None:
+    """kodata/ is read again on every build of a long-running kodev up (it was once read
+    only on the first), and what the new Pod serves is the edited file."""
+    up = start_up(demo_module, f"{kube_env.registry}/kodata")
+    up.wait_for(lambda e: e["event"] == "watching")
+    up.wait_ready({"web", "worker"}, 0)
+    since = up.mark()
+    (demo_module / "cmd/web/kodata/motd.txt").write_text("edited kodata\n")
+    up.wait_ready({"web"}, since)
+    assert not up.of_kind("unchanged", since)
+    assert answers(kube_env, kube_api, kube_namespace, "web") == {
+        "hello from web - edited kodata"}

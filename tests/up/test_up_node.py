@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.apply.test_apply_kube import eventually
-from tests.up.conftest import NAMES, edit, gamma_main
+from tests.up.conftest import NAMES, crashing_gamma_main, edit, gamma_main
 
 pytestmark = pytest.mark.kube
 
@@ -30,14 +30,11 @@ def _failed(up: Any, workload: str, reason: str, since: int) -> dict[str, Any]:
 def test_stuck_rollouts_report_the_real_reason_and_recover(
         up_module: Path, start_up: Any, kube_env: Any) -> None:
     up = start_up(up_module, kube_env.registry)
-    up.wait_for(lambda e: e["event"] == "watching")
-    up.wait_ready(set(NAMES), 0)
-    since = up.mark()
+    since = up.started()
 
     # gamma's new code exits at start; beta gains a sidecar from a registry the node cannot
     # reach; alpha asks for a node that does not exist.
-    (up_module / "cmd/gamma/main.go").write_text(
-        gamma_main("gamma").replace("func main() {\n", 'func main() {\n\tpanic("boom")\n'))
+    (up_module / "cmd/gamma/main.go").write_text(crashing_gamma_main())
     edit(up_module / "config/beta.yaml", "      containers:\n",
          "      containers:\n      - name: sidecar\n        image: 127.0.0.1:9/nowhere:1\n")
     edit(up_module / "config/alpha.yaml", "      containers:\n",
@@ -62,9 +59,7 @@ def test_stuck_rollouts_report_the_real_reason_and_recover(
 def test_a_readiness_probe_that_never_passes_hits_the_progress_deadline(
         up_module: Path, start_up: Any, kube_env: Any) -> None:
     up = start_up(up_module, kube_env.registry)
-    up.wait_for(lambda e: e["event"] == "watching")
-    up.wait_ready(set(NAMES), 0)
-    since = up.mark()
+    since = up.started()
     edit(up_module / "config/gamma.yaml", "  replicas: 1\n",
          "  replicas: 1\n  progressDeadlineSeconds: 4\n")
     edit(up_module / "config/gamma.yaml", "        ports:\n",

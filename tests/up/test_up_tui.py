@@ -17,7 +17,7 @@ from typing import Any
 import pyte
 import pytest
 
-from tests.up.conftest import gamma_main, pods_of, up_env
+from tests.up.conftest import crashing_gamma_main, pods_of, up_env
 
 pytestmark = pytest.mark.kube
 
@@ -87,8 +87,7 @@ def test_tui_shows_images_states_and_quits_on_q(
         assert "failed" in gamma
 
         # It compiles again, but exits at start: the kubelet's reason, on gamma's row.
-        (up_module / "cmd/gamma/main.go").write_text(
-            gamma_main("gamma").replace("func main() {\n", 'func main() {\n\tpanic("boom")\n'))
+        (up_module / "cmd/gamma/main.go").write_text(crashing_gamma_main())
         screen = terminal.wait_for(lambda t: "compile error" not in t and any(
             "cmd/gamma" in line and "CrashLoopBackOff" in line for line in t.splitlines()))
         assert "failed" in next(line for line in screen.splitlines() if "cmd/gamma" in line)

@@ -11,9 +11,13 @@
 // live mode) names a newer binary, that one runs instead: after a swap, and also after a
 // restart of the container.
 //
+// kodata: in a live image /var/run/ko (KO_DATA_PATH) is a symlink to /kodev-live/kodata,
+// which run points at the image's copy (/kodev/kodata) and swap at newer kodata.
+//
 // swap reads exactly N bytes from stdin (the exec stream), checks their sha256, and only
-// (without flags, a first line on stdin gives them: "HEX N SECONDS", or "abort" to change
-// nothing; so kodev can open the exec stream while the binary is still being built)
+// (without flags, a first line on stdin gives them: "HEX N SECONDS [KHEX KN]", or "abort"
+// to change nothing; so kodev can open the exec stream while the binary is still being
+// built; KHEX and KN announce a tar of new kodata that follows the binary)
 // then writes them into /kodev-live, points `current` at them and sends SIGHUP to PID 1:
 // the supervisor stops its child with SIGTERM, waits up to the grace period (then
 // SIGKILL), starts the new binary and records it in `status`. A short or corrupted
@@ -21,7 +25,9 @@
 package main
 
 import (
+	"archive/tar"
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -41,8 +47,10 @@ const dir = "/kodev-live"
 
 var (
 	supervisorFile = filepath.Join(dir, "supervisor") // written by run: live swaps are possible
-	currentFile    = filepath.Join(dir, "current")    // "<binary path>\n<grace seconds>\n"
-	statusFile     = filepath.Join(dir, "status")     // "<generation> <child pid> <binary path>\n"
+	kodataLink     = filepath.Join(dir, "kodata")     // what /var/run/ko points at
+	imageKodata    = "/kodev/kodata"
+	currentFile    = filepath.Join(dir, "current") // "<binary path>\n<grace seconds>\n"
+	statusFile     = filepath.Join(dir, "status")  // "<generation> <child pid> <binary path>\n"
 )
 
 func main() {
@@ -87,6 +95,9 @@ func run(argv []string) int {
 		// No writable /kodev-live: nothing can be swapped in, so just become the program.
 		err := syscall.Exec(argv[0], argv, os.Environ())
 		fail(127, fmt.Sprintf("exec %s: %v", argv[0], err))
+	}
+	if _, err := os.Lstat(kodataLink); err != nil {
+		_ = os.Symlink(imageKodata, kodataLink)
 	}
 	signals := make(chan os.Signal, 16)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGCHLD)
@@ -213,6 +224,7 @@ func swap(args []string) int {
 	want := flags.String("sha256", "", "sha256 of the new binary (hex)")
 	size := flags.Int64("size", -1, "its size in bytes")
 	grace := flags.Int("grace", 30, "seconds the old process gets after SIGTERM")
+	kodataSHA, kodataSize := "", int64(-1)
 	if err := flags.Parse(args); err != nil {
 		return 2
 	}
@@ -223,13 +235,17 @@ func swap(args []string) int {
 		if err != nil || len(fields) == 0 || fields[0] == "abort" {
 			return 0 // nothing to swap: the build changed nothing, or failed
 		}
-		if len(fields) != 3 {
+		if len(fields) != 3 && len(fields) != 5 {
 			fmt.Fprintln(os.Stderr, "kodev-live: bad header:", strings.TrimSpace(header))
 			return 2
 		}
 		*want = fields[0]
 		*size, _ = strconv.ParseInt(fields[1], 10, 64)
 		*grace, _ = strconv.Atoi(fields[2])
+		if len(fields) == 5 {
+			kodataSHA = fields[3]
+			kodataSize, _ = strconv.ParseInt(fields[4], 10, 64)
+		}
 	}
 	if len(*want) != 64 || *size < 0 {
 		fmt.Fprintln(os.Stderr, "kodev-live: usage: swap --sha256 HEX --size N --grace S")
@@ -259,11 +275,25 @@ func swap(args []string) int {
 		fmt.Fprintf(os.Stderr, "kodev-live: sha256 %s, expected %s; nothing changed\n", got, *want)
 		return 5
 	}
+	kodata := ""
+	if kodataSize >= 0 {
+		var code int
+		if kodata, code = receiveKodata(stdin, kodataSHA, kodataSize); code != 0 {
+			os.Remove(incoming)
+			return code
+		}
+	}
 	binary := filepath.Join(dir, "app-"+got[:16])
 	if err := os.Rename(incoming, binary); err != nil {
 		os.Remove(incoming)
 		fmt.Fprintln(os.Stderr, "kodev-live:", err)
 		return 4
+	}
+	if kodata != "" {
+		if err := repoint(kodataLink, kodata); err != nil {
+			fmt.Fprintln(os.Stderr, "kodev-live: kodata:", err)
+			return 4
+		}
 	}
 	before := generation()
 	current := fmt.Sprintf("%s\n%d\n", binary, *grace)
@@ -290,6 +320,102 @@ func swap(args []string) int {
 	}
 	fmt.Fprintln(os.Stderr, "kodev-live: the supervisor did not restart the program in time")
 	return 6
+}
+
+// receiveKodata reads a tar of kodata (size bytes, checked against its sha256) and
+// unpacks it into its own directory under /kodev-live; nothing is unpacked from a short
+// or corrupted transfer.
+func receiveKodata(in io.Reader, want string, size int64) (string, int) {
+	data, err := io.ReadAll(io.LimitReader(in, size))
+	sum := sha256.Sum256(data)
+	got := hex.EncodeToString(sum[:])
+	if err != nil || int64(len(data)) != size {
+		fmt.Fprintf(os.Stderr, "kodev-live: kodata transfer cut after %d of %d bytes; nothing changed\n", len(data), size)
+		return "", 5
+	}
+	if got != want {
+		fmt.Fprintf(os.Stderr, "kodev-live: kodata sha256 %s, expected %s; nothing changed\n", got, want)
+		return "", 5
+	}
+	target := filepath.Join(dir, "kodata-"+got[:16])
+	tmp := fmt.Sprintf("%s.tmp-%d", target, os.Getpid())
+	if err := untar(data, tmp); err != nil {
+		os.RemoveAll(tmp)
+		fmt.Fprintln(os.Stderr, "kodev-live: kodata:", err)
+		return "", 4
+	}
+	os.RemoveAll(target)
+	if err := os.Rename(tmp, target); err != nil {
+		fmt.Fprintln(os.Stderr, "kodev-live: kodata:", err)
+		return "", 4
+	}
+	return target, 0
+}
+
+// untar writes the regular files and directories of a tar under root; any other entry,
+// or a name that would leave root, is an error.
+func untar(data []byte, root string) error {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return err
+	}
+	reader := tar.NewReader(bytes.NewReader(data))
+	for {
+		header, err := reader.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		name := filepath.Clean(header.Name)
+		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
+			return fmt.Errorf("entry %q leaves the kodata directory", header.Name)
+		}
+		path := filepath.Join(root, name)
+		switch header.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(path, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return err
+			}
+			file, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o444)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(file, reader)
+			if closeErr := file.Close(); err == nil {
+				err = closeErr
+			}
+			if err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("entry %q is not a file or a directory", header.Name)
+		}
+	}
+}
+
+// repoint atomically makes link (a symlink) point at target, and removes the kodata
+// directories it pointed at before (a running process has what it opened).
+func repoint(link, target string) error {
+	tmp := link + ".new"
+	os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		return err
+	}
+	matches, _ := filepath.Glob(filepath.Join(dir, "kodata-*"))
+	for _, m := range matches {
+		if m != target {
+			os.RemoveAll(m)
+		}
+	}
+	return nil
 }
 
 // removeOthers deletes the binaries swapped in before (a running process keeps its
