@@ -185,7 +185,7 @@ def series(root: Path, floor: Path, env: dict[str, str], args: argparse.Namespac
         memory = rss_mb(up.process.pid)
     finally:
         up.stop()
-        namespace(env, namespace_name, create=False)
+        namespace(env, namespace_name, create=False, wait=True)
     return samples, idle_cpu, memory
 
 

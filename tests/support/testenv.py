@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,12 +29,24 @@ def read_env_file(path: Path) -> dict[str, str]:
     return env
 
 
-def namespace(env: dict[str, str], name: str, *, create: bool) -> None:
-    """Create (or delete) namespace ``name`` in the cluster ``env["KUBECONFIG"]`` names."""
+def namespace(env: dict[str, str], name: str, *, create: bool, wait: bool = False) -> None:
+    """Create (or delete) namespace ``name`` in the cluster ``env["KUBECONFIG"]`` names;
+    ``wait``: until a deleted one is gone (its Pods stopped), so that a benchmark that
+    follows does not share the node with their teardown."""
     from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
 
     api = client.CoreV1Api(config.new_client_from_config(config_file=env["KUBECONFIG"]))
     if create:
         api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    else:
-        api.delete_namespace(name)
+        return
+    api.delete_namespace(name)
+    deadline = time.monotonic() + 120
+    while wait and time.monotonic() < deadline:
+        try:
+            api.read_namespace(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        time.sleep(0.5)

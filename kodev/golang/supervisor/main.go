@@ -316,7 +316,7 @@ func swap(args []string) int {
 			fmt.Println("swapped", statusLine())
 			return 0
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
 	}
 	fmt.Fprintln(os.Stderr, "kodev-live: the supervisor did not restart the program in time")
 	return 6
