@@ -17,6 +17,7 @@ from typing import Any
 import pyte
 import pytest
 
+from tests.apply.test_apply_kube import eventually
 from tests.up.conftest import crashing_gamma_main, pods_of, up_env
 
 pytestmark = pytest.mark.kube
@@ -92,6 +93,42 @@ def test_tui_shows_images_states_and_quits_on_q(
             "cmd/gamma" in line and "CrashLoopBackOff" in line for line in t.splitlines()))
         assert "failed" in next(line for line in screen.splitlines() if "cmd/gamma" in line)
 
+        os.write(terminal.master, b"q")
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(terminal.slave)
+        os.close(terminal.master)
+
+
+def test_live_rows_and_the_converge_key(
+        up_module: Path, kube_env: Any, kube_api: Any, kube_namespace: str,
+        tmp_path: Path) -> None:
+    """With --live: the row says live after a save, the footer offers c, and c rolls the
+    running binary out as a normal rollout (the Deployment then names it)."""
+    from tests.up.conftest import deployment_images, edit
+
+    terminal = Terminal()
+    env = {**up_env(kube_env, tmp_path / "kocache", kube_env.registry), "TERM": "xterm-256color",
+           "COLUMNS": str(COLUMNS), "LINES": str(ROWS)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kodev", "up", "-f", "config", "-n", kube_namespace, "--live"],
+        cwd=up_module, env=env, stdin=terminal.slave, stdout=terminal.slave,
+        stderr=terminal.slave, start_new_session=True)
+    try:
+        terminal.wait_for(lambda t: "c roll out live changes" in t and t.count("1/1") >= 3)
+        before = deployment_images(kube_api, kube_namespace)["gamma"]
+        edit(up_module / "cmd/gamma/main.go", '"gamma"', '"gamma live"')
+        screen = terminal.wait_for(lambda t: any(
+            "cmd/gamma" in line and " live" in line for line in t.splitlines()))
+        assert "new binary running in 1 container(s)" in screen
+        assert deployment_images(kube_api, kube_namespace)["gamma"] == before
+        os.write(terminal.master, b"c")
+        terminal.wait_for(lambda t: "rolling out the running digest" in t)
+        eventually("the Deployment to name the live digest",
+                   lambda: deployment_images(kube_api, kube_namespace)["gamma"] != before)
         os.write(terminal.master, b"q")
         assert process.wait(timeout=30) == 0
     finally:
