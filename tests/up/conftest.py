@@ -234,9 +234,21 @@ def deployment_images(kube_api: Any, namespace: str) -> dict[str, str]:
 
 
 def answers(kube_env: Any, kube_api: Any, namespace: str, app: str) -> set[str]:
-    """What the live Pods of ``app`` answer over HTTP right now (through pods/proxy)."""
-    return {kube_env.pod_get(namespace, pod).strip()
-            for pod in pods_of(kube_api, namespace, app, ready=True)}
+    """What the live Pods of ``app`` answer over HTTP right now (through pods/proxy).
+
+    A Pod listed as Ready may be stopped by the time it is asked (the old Pod of a rollout
+    that just completed): then the Pods are listed and asked again, for up to 20 s."""
+    import urllib.error
+
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return {kube_env.pod_get(namespace, pod).strip()
+                    for pod in pods_of(kube_api, namespace, app, ready=True)}
+        except (urllib.error.URLError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def pods_of(kube_api: Any, namespace: str, app: str, *, ready: bool = False) -> set[str]:
