@@ -230,6 +230,9 @@ class Replay:
         self.shown_at_last: Counter[str] = Counter()
         self._pending: Counter[str] = Counter()
         self._replaying = False
+        # Resumed before any line was shown: lines older than the first request are not
+        # new (sinceTime has second precision, so the resume asks from earlier).
+        self.floor: tuple[int, int] | None = None
 
     def resume(self) -> str | None:
         """Start dropping replayed lines; the ``sinceTime`` to request (None: from start)."""
@@ -242,6 +245,8 @@ class Replay:
         key = timestamp_key(timestamp)
         if key is None:
             return True
+        if self.floor is not None and self.last is None and key < self.floor:
+            return False
         if self._replaying and self.last is not None:
             if key < self.last:
                 return False
@@ -364,6 +369,7 @@ class _ContainerStream:
             # again (a new --tail 0 would skip what came during the drop), so ask from
             # when the first request went out (client clock, start of its second).
             start = self.first_sent_at - (self.follower.options.since or 0.0)
+            self.replay.floor = (int(start), int(start % 1 * 1e9))
             return [*params, ("sinceTime", since_time((int(start), 0)))]
         if self.first_sent_at is None:
             self.first_sent_at = time.time()

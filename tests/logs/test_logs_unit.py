@@ -70,6 +70,15 @@ def test_replay_after_a_resume_with_nothing_new() -> None:
     assert show(replay, [(T1, "a"), (T1, "a")]) == ["a"]  # the second "a" is new
 
 
+def test_a_resume_before_anything_was_shown_drops_what_came_before_the_first_request(
+        ) -> None:
+    replay = Replay()
+    replay.floor = timestamp_key(T2)  # the first request went out at T2 (--tail 0)
+    assert replay.resume() is None
+    # The resume asks from the start of T2's second: T1 came before the first request.
+    assert show(replay, [(T1, "old"), (T2, "new"), (T3, "newer")]) == ["new", "newer"]
+
+
 def test_lines_without_timestamp_are_always_shown() -> None:
     replay = Replay()
     show(replay, [(T2, "a")])
