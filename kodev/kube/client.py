@@ -199,3 +199,34 @@ def is_not_found(exc: BaseException) -> bool:
 
 def _last_clause(text: str) -> str:
     return text.rsplit(": ", 1)[-1].strip(" '\")(") or text
+
+
+def open_websocket(cluster: Cluster, path: str, protocols: str, where: str,
+                   timeout: float) -> Any:
+    """A WebSocket to the API server (``pods/exec``, ``pods/portforward``) with the
+    kubeconfig's TLS and credentials: the one place kodev opens one. A 403 raises
+    :class:`WebSocketForbidden`; any other failure a :class:`KubeError` naming ``where``."""
+    from kubernetes.stream import ws_client
+    from websocket import WebSocketBadStatusException, WebSocketException
+
+    stream: Any = ws_client  # the kubernetes client has no type hints
+    configuration: Any = cluster.api.configuration
+    url = stream.get_websocket_url(f"{configuration.host}{path}")
+    headers = {"sec-websocket-protocol": protocols}
+    token = configuration.get_api_key_with_prefix("authorization")
+    if token:
+        headers["authorization"] = token
+    try:
+        ws = stream.create_websocket(configuration, url, headers)
+    except WebSocketBadStatusException as exc:
+        if exc.status_code == 403:
+            raise WebSocketForbidden(f"{where}: forbidden") from exc
+        raise KubeError(f"{where}: HTTP {exc.status_code}") from exc
+    except (WebSocketException, OSError) as exc:
+        raise KubeError(f"{where}: {exc}") from exc
+    ws.settimeout(timeout)
+    return ws
+
+
+class WebSocketForbidden(KubeError):
+    """RBAC does not allow the subresource (``create`` on ``pods/exec`` and the like)."""

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from kodev.errors import KubeError
-from kodev.kube.client import Cluster
+from kodev.kube.client import Cluster, WebSocketForbidden, open_websocket
 
 PROTOCOLS = "v5.channel.k8s.io,v4.channel.k8s.io"
 CHUNK = 256 * 1024
@@ -41,31 +41,16 @@ class ExecSession:
 
     def __init__(self, cluster: Cluster, namespace: str, pod: str, container: str,
                  command: Sequence[str], timeout: float = 60.0) -> None:
-        from kubernetes.stream import ws_client
-        from websocket import WebSocketBadStatusException, WebSocketException
-
-        stream: Any = ws_client  # the kubernetes client has no type hints
-        configuration: Any = cluster.api.configuration
         query = urlencode([("container", container), ("stdin", "true"), ("stdout", "true"),
                            ("stderr", "true"), *(("command", c) for c in command)])
-        url = stream.get_websocket_url(f"{configuration.host}/api/v1/namespaces/"
-                                       f"{quote(namespace)}/pods/{quote(pod)}/exec?{query}")
-        headers = {"sec-websocket-protocol": PROTOCOLS}
-        token = configuration.get_api_key_with_prefix("authorization")
-        if token:
-            headers["authorization"] = token
         self.where = f"exec in pod {namespace}/{pod} container {container}"
         try:
-            self.ws: Any = stream.create_websocket(configuration, url, headers)
-        except WebSocketBadStatusException as exc:
-            if exc.status_code == 403:
-                raise ExecForbidden(f"{self.where}: forbidden (RBAC allows no create on "
-                                    "pods/exec)",
-                                    hint="allow create on pods/exec for kodev's user") from exc
-            raise KubeError(f"{self.where}: HTTP {exc.status_code}") from exc
-        except (WebSocketException, OSError) as exc:
-            raise KubeError(f"{self.where}: {exc}") from exc
-        self.ws.settimeout(timeout)
+            self.ws: Any = open_websocket(
+                cluster, f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}/exec?{query}",
+                PROTOCOLS, self.where, timeout)
+        except WebSocketForbidden as exc:
+            raise ExecForbidden(f"{exc.message} (RBAC allows no create on pods/exec)",
+                                hint="allow create on pods/exec for kodev's user") from exc
 
     def send(self, data: bytes) -> None:
         """Bytes to the command's stdin."""

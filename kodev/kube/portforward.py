@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from kodev.errors import KubeError
-from kodev.kube.client import Cluster
+from kodev.kube.client import Cluster, open_websocket
 
 PROTOCOL = "v4.channel.k8s.io"
 CONNECT_TIMEOUT_S = 10.0
@@ -38,25 +38,13 @@ class PodTunnel:
 
     def __init__(self, cluster: Cluster, namespace: str, pod: str, port: int,
                  timeout: float = CONNECT_TIMEOUT_S) -> None:
-        from kubernetes.stream import ws_client
-
-        stream: Any = ws_client  # the kubernetes client has no type hints
-        configuration: Any = cluster.api.configuration
-        url = stream.get_websocket_url(
-            f"{configuration.host}/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}"
-            f"/portforward?ports={port}")
-        headers = {"sec-websocket-protocol": PROTOCOL}
-        token = configuration.get_api_key_with_prefix("authorization")
-        if token:
-            headers["authorization"] = token
         self.port = port
-        self.where = f"pod {namespace}/{pod} port {port}"
+        self.where = f"port-forward to pod {namespace}/{pod} port {port}"
+        path = f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}/portforward?ports={port}"
         try:
-            self.ws: Any = stream.create_websocket(configuration, url, headers)
-        except Exception as exc:  # websocket-client raises its own and OSError
-            raise KubeError(f"port-forward to {self.where}: {_reason(exc)}",
-                            hint="kodev needs create on pods/portforward") from exc
-        self.ws.settimeout(timeout)
+            self.ws: Any = open_websocket(cluster, path, PROTOCOL, self.where, timeout)
+        except KubeError as exc:
+            raise KubeError(exc.message, hint="kodev needs create on pods/portforward") from exc
         self._opened: set[int] = set()
 
     def send(self, data: bytes) -> None:
@@ -83,7 +71,7 @@ class PodTunnel:
                 self._opened.add(channel)  # the first frame only names the port
                 continue
             if channel == 1 and payload:
-                raise KubeError(f"port-forward to {self.where}: {payload.decode(errors='replace')}")
+                raise KubeError(f"{self.where}: {payload.decode(errors='replace')}")
             if channel == 0 and payload:
                 return bytes(payload)
 
@@ -177,9 +165,3 @@ def bind_local(port: int, tries: int = 100) -> socket.socket:
         return sock
     raise KubeError(f"no free local port in {port}-{port + tries - 1} for port-forwarding",
                     hint="stop what listens there, or forward fewer ports")
-
-
-def _reason(exc: BaseException) -> str:
-    status = getattr(exc, "status_code", None)
-    text = str(exc) or type(exc).__name__
-    return f"HTTP {status}: {text}" if status else text
