@@ -30,6 +30,14 @@ def _get(url: str) -> str:
         return str(response.read().decode().strip())
 
 
+def _answers(ask: Any, expected: str) -> bool:
+    """The "live" event means the new process runs; it may not listen yet for a moment."""
+    try:
+        return bool(ask().strip() == expected)
+    except OSError:  # refused (503 through pods/proxy): not listening yet
+        return False
+
+
 def _pod(kube_api: Any, namespace: str, name: str) -> Any:
     from kubernetes import client
 
@@ -53,7 +61,7 @@ def test_a_save_runs_the_new_binary_in_the_same_pod(
     (pod,) = pods_of(kube_api, kube_namespace, "gamma")
     before = _pod(kube_api, kube_namespace, pod)
     spec_image = deployment_images(kube_api, kube_namespace)["gamma"]
-    assert _get(url) == "gamma"
+    eventually("gamma to answer", lambda: _answers(lambda: _get(url), "gamma"))
 
     since = up.mark()
     edit(up_module / "cmd/gamma/main.go", '"gamma"', '"gamma v2"')
@@ -62,7 +70,8 @@ def test_a_save_runs_the_new_binary_in_the_same_pod(
     assert live["mode"] == "live" and live["pods"] == [pod]
     assert live["save_to_running_seconds"] > 0
     built = next(e for e in up.of_kind("built", since) if e["importpath"].endswith("gamma"))
-    assert _get(url) == "gamma v2"  # through the port-forward, at once
+    eventually("the new code through the port-forward", lambda: _answers(
+        lambda: _get(url), "gamma v2"))
 
     after = _pod(kube_api, kube_namespace, pod)
     assert after.metadata.uid == before.metadata.uid
@@ -85,7 +94,8 @@ def test_a_save_runs_the_new_binary_in_the_same_pod(
     client.CoreV1Api(kube_api).delete_namespaced_pod(pod, kube_namespace)
     fresh = up.wait_for(lambda e: e["event"] == "live" and e.get("new_pod"), since)
     assert fresh["pods"] != [pod]
-    eventually("the new Pod to answer the newest code", lambda: _get(url) == "gamma v2")
+    eventually("the new Pod to answer the newest code",
+               lambda: _answers(lambda: _get(url), "gamma v2"))
 
     # Stopping converges: the Deployment names the last build's digest.
     assert up.stop() == 0
@@ -145,7 +155,8 @@ def test_without_pods_exec_it_rolls_out_and_says_why(
     assert ready["mode"] == "rolled"
     assert not up.of_kind("live", since)
     (new_pod,) = pods_of(kube_api, kube_namespace, "gamma", ready=True) - {old_pod}
-    assert kube_env.pod_get(kube_namespace, new_pod) == "gamma rolled\n"
+    eventually("the rolled Pod to answer", lambda: _answers(
+        lambda: kube_env.pod_get(kube_namespace, new_pod), "gamma rolled"))
 
 
 def test_a_transfer_cut_half_way_leaves_the_old_process_serving(
@@ -197,19 +208,22 @@ def test_kodata_goes_live_too(demo_module: Path, start_up: Any, kube_api: Any,
     up.wait_for(lambda e: e["event"] == "watching")
     up.wait_ready({"web", "worker"}, 0)
     (pod,) = pods_of(kube_api, kube_namespace, "web")
-    assert kube_env.pod_get(kube_namespace, pod).strip() == \
-        "hello from web - kodev says hi from kodata"
+    eventually("web to answer", lambda: _answers(
+        lambda: kube_env.pod_get(kube_namespace, pod),
+        "hello from web - kodev says hi from kodata"))
 
     since = up.mark()
     (demo_module / "cmd/web/kodata/motd.txt").write_text("fresh kodata\n")
     up.wait_for(lambda e: e["event"] == "live" and e["workload"] == "deployment/web", since)
-    assert kube_env.pod_get(kube_namespace, pod).strip() == "hello from web - fresh kodata"
+    eventually("the new kodata", lambda: _answers(
+        lambda: kube_env.pod_get(kube_namespace, pod), "hello from web - fresh kodata"))
 
     since = up.mark()
     edit(demo_module / "internal/greeting/greeting.go", "hello from", "hi from")
     for name in ("web", "worker"):
         up.wait_for(lambda e, n=name: e["event"] == "live"
                     and e["workload"] == f"deployment/{n}", since)
-    assert kube_env.pod_get(kube_namespace, pod).strip() == "hi from web - fresh kodata"
+    eventually("the new code", lambda: _answers(
+        lambda: kube_env.pod_get(kube_namespace, pod), "hi from web - fresh kodata"))
     assert pods_of(kube_api, kube_namespace, "web") == {pod}
     assert _pod(kube_api, kube_namespace, pod).status.container_statuses[0].restart_count == 0
