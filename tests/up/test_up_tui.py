@@ -131,9 +131,8 @@ def test_live_rows_and_the_converge_key(
     terminal.wait_for(lambda t: "c roll out live changes" in t and t.count("1/1") >= 3)
     before = deployment_images(kube_api, kube_namespace)["gamma"]
     edit(up_module / "cmd/gamma/main.go", '"gamma"', '"gamma live"')
-    screen = terminal.wait_for(lambda t: any(  # the row (events name it cmd/gamma)
+    terminal.wait_for(lambda t: any(  # the row (events name it cmd/gamma)
         "example.com/uptest/cmd/gamma" in line and " live" in line for line in t.splitlines()))
-    assert "new binary running in 1 container(s)" in screen
     assert deployment_images(kube_api, kube_namespace)["gamma"] == before
     os.write(terminal.master, b"c")
     terminal.wait_for(lambda t: "rolling out the running digest" in t)
