@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.registry", "tests.fixtures.kube", "tests.fixtures.kodev"]
+pytest_plugins = ["tests.fixtures.registry", "tests.fixtures.kube", "tests.fixtures.kodev",
+                  "tests.fixtures.up"]
 
 _skipped: list[str] = []
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.apply.test_apply_kube import eventually
-from tests.up.conftest import deployment_images, edit, pods_of
+from tests.fixtures.up import deployment_images, edit, pods_of
 
 pytestmark = pytest.mark.kube
 

@@ -24,7 +24,7 @@ import pytest
 from tests.apply.test_apply_kube import eventually
 from tests.fixtures.kodev import tool
 from tests.support.proxy import proxied_api_server
-from tests.up.conftest import (
+from tests.fixtures.up import (
     NAMES,
     answers,
     deployment_images,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.apply.test_apply_kube import eventually
-from tests.up.conftest import NAMES, crashing_gamma_main, edit, gamma_main
+from tests.fixtures.up import NAMES, crashing_gamma_main, edit, gamma_main
 
 pytestmark = pytest.mark.kube
 

@@ -19,7 +19,7 @@ import pyte
 import pytest
 
 from tests.apply.test_apply_kube import eventually
-from tests.up.conftest import (
+from tests.fixtures.up import (
     crashing_gamma_main,
     deployment_images,
     edit,
