@@ -23,7 +23,6 @@ import pytest
 
 from tests.apply.test_apply_kube import eventually
 from tests.fixtures.kodev import tool
-from tests.support.proxy import proxied_api_server
 from tests.fixtures.up import (
     NAMES,
     answers,
@@ -35,6 +34,7 @@ from tests.fixtures.up import (
     shared_main,
     up_env,
 )
+from tests.support.proxy import proxied_api_server
 
 pytestmark = pytest.mark.kube
 TESTENV = Path(__file__).resolve().parents[1] / "testenv"
