@@ -1,13 +1,17 @@
 # kodev: the two commands of the quick start are `make demo` and `make test`.
 # Both install what they need (Debian packages, Python packages, crane) first.
 SHELL := /bin/bash
-PYTHON ?= python3
+# kodev and its test tools live in a project virtual environment, never in the machine's
+# own Python: `. .venv/bin/activate` puts `kodev` on PATH.
+SYSTEM_PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+PYTHON ?= $(VENV)/bin/python
 export GOTOOLCHAIN ?= local
 export GOFLAGS ?= -mod=mod
 TOOLS_BIN := $(HOME)/.cache/kodev/tools/bin
 CRANE_VERSION := v0.21.9
-APT_PACKAGES := docker-registry skopeo umoci runc apache2-utils openssl zsh fish
-export PATH := $(TOOLS_BIN):$(PATH)
+APT_PACKAGES := python3-venv docker-registry skopeo umoci runc apache2-utils openssl zsh fish
+export PATH := $(VENV)/bin:$(TOOLS_BIN):$(PATH)
 
 testenv-build:
 	tests/testenv/build.sh
@@ -32,8 +36,11 @@ apt-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-py-deps:
-	@$(PYTHON) -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test]'
+$(VENV)/bin/python:
+	$(SYSTEM_PYTHON) -m venv $(VENV)
+
+py-deps: $(VENV)/bin/python
+	@$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
 
 go-tools:
 	@mkdir -p $(TOOLS_BIN)
@@ -61,7 +68,7 @@ test: deps lint skaffold
 	exit $$status
 
 demo: deps
-	bash examples/demo.sh
+	PYTHON=$(PYTHON) bash examples/demo.sh
 
 bench: deps
 	$(PYTHON) bench/run.py

@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-PY=${PYTHON:-python3}
+PY=${PYTHON:-$ROOT/.venv/bin/python}
 
 tests/testenv/up.sh
 # shellcheck disable=SC1091
@@ -86,4 +86,4 @@ cat "$log"
 
 echo
 echo "demo done. The environment keeps running: 'make testenv-down' stops it."
-echo "Try: source $ROOT/.testenv/env; cd examples/demo; kodev build ./cmd/web"
+echo "Try: . $ROOT/.venv/bin/activate; . $ROOT/.testenv/env; cd $ROOT/examples/demo; kodev build ./cmd/web"

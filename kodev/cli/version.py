@@ -1,11 +1,14 @@
-"""``kodev version``: kodev's version and the Go toolchain builds would use."""
+"""``kodev version``: kodev's version, the Go toolchain builds would use, and the versions
+of the Python packages kodev runs on (what a bug report needs)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 from typing import Any
@@ -32,8 +35,32 @@ def go_toolchain() -> dict[str, str] | None:
     return {"version": fields[0], "path": path, "host": f"{fields[1]}/{fields[2]}"}
 
 
+_REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def dependency_versions() -> dict[str, str]:
+    """The installed version of each runtime dependency kodev's package metadata declares
+    (optional extras such as ``test`` left out); empty when kodev runs without metadata."""
+    try:
+        requirements = importlib.metadata.requires("kodev") or []
+    except importlib.metadata.PackageNotFoundError:
+        return {}
+    versions: dict[str, str] = {}
+    for requirement in requirements:
+        match = _REQUIREMENT_NAME.match(requirement)
+        if match is None or "extra ==" in requirement:
+            continue
+        name = match.group(0)
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "missing"
+    return versions
+
+
 def version_info() -> dict[str, Any]:
-    return {"kodev": __version__, "go": go_toolchain(), "python": platform.python_version()}
+    return {"kodev": __version__, "go": go_toolchain(), "python": platform.python_version(),
+            "dependencies": dependency_versions()}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,4 +75,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"go: {go['version']} {go['host']} ({go['path']})")
     print(f"python: {info['python']}")
+    dependencies = info["dependencies"]
+    if dependencies:
+        print("dependencies: " + ", ".join(f"{name} {version}"
+                                           for name, version in sorted(dependencies.items())))
     return 0
