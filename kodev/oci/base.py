@@ -10,11 +10,15 @@ Two bases need no network at all:
   ``/home/nonroot``. Its bytes depend only on those two package versions.
 
 Base layers from a registry are never downloaded: the publisher mounts or streams them.
+Manifests and configs are read with a size cap (the registry client's, 4 MiB for a
+manifest) and, when a descriptor gives their size, must have exactly that size and digest;
+anything malformed in them is a RegistryError naming the base, never a crash.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -40,6 +44,7 @@ MINIMAL = "kodev://minimal"
 BUILTIN_BASES = (SCRATCH, MINIMAL)
 BUILTIN_PLATFORMS = (Platform("linux", "amd64"), Platform("linux", "arm64"))
 NONROOT_UID = 65532
+_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}|sha384:[0-9a-f]{96}|sha512:[0-9a-f]{128}")
 BUILTIN_CREATED = "1970-01-01T00:00:00Z"
 
 
@@ -133,6 +138,7 @@ class BaseLoader:
         ref = parse_reference(name)
         client = self.pool().get(ref.registry)
         digest = ref.digest
+        size: int | None = None
         if digest is None:
             head = client.head_manifest(ref.repository, ref.identifier)
             if head is None:
@@ -140,11 +146,11 @@ class BaseLoader:
                     f"base image {name} not found",
                     hint="check defaultBaseImage / baseImageOverrides in .ko.yaml",
                 )
-            digest = head.digest
-        body, media_type = self._manifest(ref.registry, ref.repository, digest)
+            digest, size = head.digest, head.size
+        body, media_type = self._manifest(ref.registry, ref.repository, digest, size)
         location = BlobLocation(ref.registry, ref.repository)
         if not is_index(media_type):
-            image = self._image(location, body, media_type)
+            image = self._image(name, location, body, media_type)
             if not selection.all and not any(
                 image.platform.matches(p) for p in selection.platforms
             ):
@@ -164,10 +170,10 @@ class BaseLoader:
         location: BlobLocation,
         selection: PlatformSelection,
     ) -> BaseImage:
-        index = json.loads(body)
+        index = _json_object(body, f"the index of base image {name}")
         chosen: list[dict[str, Any]] = []
-        for desc in index.get("manifests", []):
-            if is_index(desc.get("mediaType", "")):
+        for desc in _descriptor_list(index, "manifests", name):
+            if is_index(str(desc.get("mediaType", ""))):
                 raise UsageError(f"base image {name} is a nested index, which kodev cannot use")
             platform = platform_from_json(desc.get("platform"))
             if platform.os == "unknown" or platform.architecture == "unknown":
@@ -182,44 +188,59 @@ class BaseLoader:
         images = []
         for desc in chosen:
             child, child_type = self._manifest(
-                location.registry, location.repository, desc["digest"]
+                location.registry, location.repository, desc["digest"], desc["size"]
             )
-            image = self._image(location, child, child_type)
+            image = self._image(name, location, child, child_type)
             image.platform = platform_from_json(desc.get("platform"))
             images.append(image)
         if len(images) == 1:  # like ko: one matching platform gives an image, not an index
             return BaseImage(name, chosen[0]["digest"], images[0].media_type, images, False, [])
         return BaseImage(name, digest, media_type, images, True, chosen)
 
-    def _manifest(self, registry: str, repository: str, digest: str) -> tuple[bytes, str]:
+    def _manifest(
+        self, registry: str, repository: str, digest: str, size: int | None
+    ) -> tuple[bytes, str]:
+        """A manifest by digest (``size`` from the descriptor naming it, when there is one):
+        from the cache, else from the registry, which checks size cap, size and digest."""
         cached = self.cache.get_blob(digest)
-        if cached is not None:
+        if cached is not None and (size is None or len(cached) == size):
             return cached, _media_type_of(cached)
-        manifest = self.pool().get(registry).get_manifest(repository, digest)
+        manifest = self.pool().get(registry).get_manifest(repository, digest, size=size)
         self.cache.put_blob(manifest.digest, manifest.body)
         return manifest.body, manifest.media_type
 
-    def _blob(self, location: BlobLocation, digest: str) -> bytes:
+    def _blob(self, location: BlobLocation, digest: str, size: int) -> bytes:
         cached = self.cache.get_blob(digest)
-        if cached is not None:
+        if cached is not None and len(cached) == size:
             return cached
-        data = self.pool().get(location.registry).get_blob(location.repository, digest)
+        from kodev.registry.client import MAX_CONFIG_BYTES
+
+        data = self.pool().get(location.registry).get_blob(
+            location.repository, digest, size=size, max_size=MAX_CONFIG_BYTES
+        )
         self.cache.put_blob(digest, data)
         return data
 
-    def _image(self, location: BlobLocation, body: bytes, media_type: str) -> Image:
-        manifest = json.loads(body)
-        config_desc = manifest["config"]
-        config = json.loads(self._blob(location, config_desc["digest"]))
-        diff_ids = config.get("rootfs", {}).get("diff_ids", [])
+    def _image(self, name: str, location: BlobLocation, body: bytes, media_type: str) -> Image:
+        manifest = _json_object(body, f"the manifest of base image {name}")
+        config_desc = manifest.get("config")
+        if not isinstance(config_desc, dict) or not _valid_descriptor(config_desc):
+            raise _malformed(name, "its manifest has no valid config descriptor")
+        config = _json_object(
+            self._blob(location, config_desc["digest"], config_desc["size"]),
+            f"the config of base image {name}",
+        )
+        rootfs = config.get("rootfs")
+        diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+        diff_ids = diff_ids if isinstance(diff_ids, list) else []
         layers = []
-        for position, desc in enumerate(manifest.get("layers", [])):
+        for position, desc in enumerate(_descriptor_list(manifest, "layers", name)):
             layers.append(
                 Layer(
                     digest=desc["digest"],
-                    diff_id=diff_ids[position] if position < len(diff_ids) else "",
-                    size=int(desc["size"]),
-                    media_type=desc["mediaType"],
+                    diff_id=str(diff_ids[position]) if position < len(diff_ids) else "",
+                    size=desc["size"],
+                    media_type=str(desc.get("mediaType") or ""),
                     location=location,
                     annotations=desc.get("annotations"),
                     urls=desc.get("urls"),
@@ -233,6 +254,43 @@ class BaseLoader:
             annotations=dict(manifest.get("annotations") or {}),
             config_media_type=config_desc.get("mediaType"),
         )
+
+
+def _malformed(name: str, what: str) -> RegistryError:
+    return RegistryError(
+        f"base image {name} is malformed: {what}",
+        hint="check the base image reference in .ko.yaml (defaultBaseImage / "
+        "baseImageOverrides) or its registry",
+    )
+
+
+def _json_object(body: bytes, what: str) -> dict[str, Any]:
+    """``body`` parsed as a JSON object; RegistryError otherwise (registry content)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        data = None
+    if not isinstance(data, dict):
+        raise RegistryError(f"{what} is not a JSON object",
+                            hint="check the base image reference in .ko.yaml or its registry")
+    return data
+
+
+def _valid_descriptor(desc: dict[str, Any]) -> bool:
+    """A descriptor kodev can fetch by: a well-formed digest and an integer size >= 0."""
+    digest, size = desc.get("digest"), desc.get("size")
+    return (isinstance(digest, str) and _DIGEST_RE.fullmatch(digest) is not None
+            and isinstance(size, int) and not isinstance(size, bool) and size >= 0)
+
+
+def _descriptor_list(document: dict[str, Any], key: str, name: str) -> list[dict[str, Any]]:
+    """The descriptors under ``key`` (``manifests``, ``layers``), each checked."""
+    entries = document.get(key) or []
+    if not isinstance(entries, list) or not all(
+        isinstance(d, dict) and _valid_descriptor(d) for d in entries
+    ):
+        raise _malformed(name, f"its {key} are not valid descriptors (digest, size)")
+    return entries
 
 
 def _media_type_of(body: bytes) -> str:

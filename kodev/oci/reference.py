@@ -106,6 +106,12 @@ def is_loopback_registry(registry: str) -> bool:
         host = host[1:].split("]", 1)[0]
     elif host.count(":") == 1:
         host = host.split(":", 1)[0]
+    return is_loopback_host(host)
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, ``*.localhost``, 127.0.0.0/8 or ``::1`` (a host name, no port)."""
+    host = host.strip("[]").lower().rstrip(".")
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:

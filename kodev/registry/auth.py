@@ -25,7 +25,15 @@ from typing import Any
 import httpx
 
 from kodev.errors import ConfigError, RegistryError
-from kodev.registry.errors import RegistryServerError, RegistryUnauthorized, RegistryUnreachable
+from kodev.oci.reference import is_loopback_host
+from kodev.registry.errors import (
+    RegistryServerError,
+    RegistryUnauthorized,
+    RegistryUnreachable,
+    is_tls_failure,
+    is_untrusted_certificate,
+    unreachable_reason,
+)
 
 logger = logging.getLogger("kodev.registry")
 
@@ -35,6 +43,7 @@ _DOCKER_HUB_HOSTS = ("index.docker.io", "docker.io", "registry-1.docker.io")
 _IDENTITY_TOKEN_USERNAME = "<token>"
 _HELPER_TIMEOUT_SECONDS = 60.0
 _MIN_TOKEN_LIFETIME_SECONDS = 60
+_MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024
 _TOKEN_EXPIRY_MARGIN_SECONDS = 10
 PUSH_INTENT_EXTENSION = "kodev.push_intent"
 """Request extension: this read is the first step of a push (HEAD before upload), so ask for
@@ -165,48 +174,132 @@ def _decode_basic_auth_field(encoded: Any, path: Path, key: str) -> tuple[str, s
 def run_credential_helper(helper: str, registry: str, config_path: Path) -> Credentials | None:
     """``docker-credential-<helper> get`` with the server URL on stdin (docker's protocol)."""
     program = f"docker-credential-{helper}"
+    server_url = server_url_for(registry)
+    logger.debug("asking credential helper %s for %s", program, server_url)
+    stdout = call_credential_helper(helper, "get", server_url, config_path,
+                                    subject=f"for {registry}")
+    if stdout is None:
+        return None
+    return _parse_helper_output(program, registry, stdout)
+
+
+def call_credential_helper(
+    helper: str,
+    action: str,
+    stdin: str,
+    config_path: Path,
+    *,
+    subject: str = "",
+    secrets: Iterable[str] = (),
+) -> str | None:
+    """Run ``docker-credential-<helper> <action>`` (``get``, ``store``, ``erase``) with
+    docker's stdin protocol; the one place kodev runs a credential helper.
+
+    Returns its stdout, or None when it answers "credentials not found". Any other failure
+    is a RegistryError whose message quotes at most one line of the helper's output, with
+    every secret removed: ``secrets`` (what kodev handed it) and whatever the output itself
+    carries as a secret (a helper may print its JSON answer and still fail)."""
+    program = f"docker-credential-{helper}"
     executable = shutil.which(program)
     if executable is None:
         raise ConfigError(
             f"credential helper {program} (configured in {config_path}) is not on PATH",
             hint=f"install {program} or remove it from {config_path}",
         )
-    server_url = server_url_for(registry)
-    logger.debug("asking credential helper %s for %s", program, server_url)
+    context = f" ({action} {subject})" if subject else f" ({action})"
     try:
         result = subprocess.run(
-            [executable, "get"],
-            input=server_url,
+            [executable, action],
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=_HELPER_TIMEOUT_SECONDS,
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        raise RegistryError(f"credential helper {program} did not answer for {registry}") from exc
-    if result.returncode != 0:
-        return _helper_failure(program, registry, result)
-    return _parse_helper_output(program, registry, result.stdout)
-
-
-def _helper_failure(
-    program: str, registry: str, result: subprocess.CompletedProcess[str]
-) -> Credentials | None:
-    message = (result.stdout.strip() or result.stderr.strip()).splitlines()
-    first_line = message[0][:200] if message else f"exit status {result.returncode}"
-    if "credentials not found" in first_line.lower():
+        raise RegistryError(f"credential helper {program} did not answer{context}") from exc
+    except OSError as exc:
+        raise RegistryError(
+            f"cannot run credential helper {program}{context}: {exc.strerror or exc}"
+        ) from exc
+    if result.returncode == 0:
+        return result.stdout
+    message = _helper_failure_message(result, secrets)
+    if "credentials not found" in message.lower():
         return None
-    raise RegistryError(f"credential helper {program} failed for {registry}: {first_line}")
+    raise RegistryError(f"credential helper {program} failed{context}: {message}",
+                        hint=f"check {program}, or the credHelpers/credsStore entry in "
+                        f"{config_path} that names it")
+
+
+_SECRET_FIELD_RE = re.compile(
+    r'"(?:secret|password|passwd|token|identitytoken|registrytoken|access_token|'
+    r'refresh_token|auth)"\s*:\s*"((?:[^"\\]|\\.)*)',
+    re.IGNORECASE,
+)
+_SECRET_LINE_RE = re.compile(
+    r"(secret|passw|token|\bauth\b|authorization)\W*[:=]", re.IGNORECASE
+)
+_SECRET_KEY_NAMES = ("secret", "password", "passwd", "token", "identitytoken",
+                     "registrytoken", "access_token", "refresh_token", "auth")
+_MAX_HELPER_MESSAGE = 200
+
+
+def _helper_failure_message(
+    result: subprocess.CompletedProcess[str], secrets: Iterable[str]
+) -> str:
+    """One line of a failed helper's output (stdout first, as docker's helpers print their
+    errors there), never a secret: lines that look like a credential payload are skipped and
+    every known secret is cut out before the line is shortened. Lines of a JSON document
+    (a helper's answer printed before it failed) are skipped altogether."""
+    outputs = (result.stdout or "", result.stderr or "")
+    known = {s for s in secrets if s}
+    for text in outputs:
+        known |= _secrets_in_output(text)
+    for text in outputs:
+        for raw in text.splitlines():
+            line = raw.strip()
+            if not line or line[0] in '{}[]"' or _SECRET_LINE_RE.search(line):
+                continue
+            for secret in sorted(known, key=len, reverse=True):
+                line = line.replace(secret, "<redacted>")
+            if line.replace("<redacted>", "").strip(" :,;-"):
+                return line[:_MAX_HELPER_MESSAGE]
+    return f"exit status {result.returncode}"
+
+
+def _secrets_in_output(text: str) -> set[str]:
+    """Secret values a helper's output carries (JSON, whole or cut short)."""
+    found = {m.group(1) for m in _SECRET_FIELD_RE.finditer(text)}
+    found |= {bytes(v, "utf-8").decode("unicode_escape", "ignore") for v in list(found)}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(value, str) and str(key).lower() in _SECRET_KEY_NAMES:
+                    found.add(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(data)
+    return {s for s in found if s}
 
 
 def _parse_helper_output(program: str, registry: str, stdout: str) -> Credentials | None:
     # The output holds the secret: errors below must never quote it.
     try:
         data = json.loads(stdout)
-    except json.JSONDecodeError as exc:
+    except json.JSONDecodeError:
         raise RegistryError(
             f"credential helper {program} printed invalid JSON for {registry}"
-        ) from exc
+        ) from None
     if not isinstance(data, dict):
         raise RegistryError(f"credential helper {program} printed invalid JSON for {registry}")
     username = str(data.get("Username") or "")
@@ -444,7 +537,14 @@ class RegistryAuth(httpx.Auth):
     remembered, so later requests carry credentials from the start: streaming upload bodies
     cannot be replayed after a 401. Tokens are fetched with ``token_client`` outside the
     flow, so ``requires_response_body`` stays False and blob downloads keep streaming.
-    Only requests to the registry's own host get an ``Authorization`` header.
+
+    Credentials go only where they were issued for: an ``Authorization`` header only on
+    requests to the registry's own origin (scheme, host and port: an https registry's
+    credentials never travel on plain http, even to the same host and port), challenges only
+    from responses of that origin (a 401 from a storage host a blob redirect led to is not
+    answered), and the token ``realm`` is checked before anything is sent to it: plain http
+    only on loopback, and TLS always verified on a non-loopback realm (``verified_client``),
+    even when the registry itself is insecure.
     """
 
     requires_request_body = False
@@ -457,12 +557,13 @@ class RegistryAuth(httpx.Auth):
         credentials: Callable[[], Credentials | None],
         token_client: httpx.Client,
         registry_url: str,
+        verified_client: Callable[[], httpx.Client] | None = None,
     ) -> None:
         self.registry = registry
         self._credentials_source = credentials
         self._token_client = token_client
-        origin = httpx.URL(registry_url)
-        self._origin = (origin.host, origin.port)
+        self._verified_client = verified_client
+        self._origin = url_origin(httpx.URL(registry_url))
         self._lock = threading.Lock()
         self._challenge: Challenge | None = None
         self._credentials: Credentials | None = None
@@ -470,6 +571,16 @@ class RegistryAuth(httpx.Auth):
         self._tokens = _TokenCache()
 
     # -- state
+
+    def set_registry_url(self, registry_url: str) -> None:
+        """The registry's origin once known (an insecure registry's scheme is probed)."""
+        with self._lock:
+            self._origin = url_origin(httpx.URL(registry_url))
+
+    def _is_registry(self, url: httpx.URL) -> bool:
+        with self._lock:
+            origin = self._origin
+        return url_origin(url) == origin
 
     def credentials(self) -> Credentials | None:
         """The registry's credentials, looked up once (helpers may be slow or prompt)."""
@@ -497,7 +608,7 @@ class RegistryAuth(httpx.Auth):
     # -- the flow
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if (request.url.host, request.url.port) != self._origin:
+        if not self._is_registry(request.url):
             yield request
             return
         scopes = scopes_for_request(request)
@@ -506,8 +617,8 @@ class RegistryAuth(httpx.Auth):
         if sent is not None:
             request.headers["Authorization"] = sent
         response = yield request
-        if response.status_code != 401:
-            return
+        if response.status_code != 401 or not self._is_registry(response.request.url):
+            return  # a 401 from another host (a blob redirect's storage) is not answered
         fresh = parse_challenge(response.headers.get("WWW-Authenticate", ""))
         if fresh is None:
             return
@@ -558,24 +669,71 @@ class RegistryAuth(httpx.Auth):
     def _fetch_token(self, challenge: Challenge, scopes: frozenset[str]) -> _Token:
         if not challenge.realm:
             raise RegistryError(f"registry {self.registry} sent a Bearer challenge without realm")
+        client = self._realm_client(challenge.realm)
         creds = self.credentials()
         logger.debug(
             "requesting a token from %s for %s", _url_without_query(challenge.realm),
             " ".join(sorted(scopes)) or "(no scope)",
         )
-        request = self._token_request(challenge, scopes, creds)
+        request = self._token_request(client, challenge, scopes, creds)
         try:
-            response = self._token_client.send(request, auth=None)
+            response = client.send(request, auth=None, follow_redirects=False, stream=True)
+            try:
+                body = _read_at_most(response, _MAX_TOKEN_RESPONSE_BYTES)
+            finally:
+                response.close()
         except httpx.TransportError as exc:
-            raise RegistryUnreachable(
-                f"cannot reach the token service {httpx.URL(challenge.realm).host} of "
-                f"registry {self.registry} ({type(exc).__name__})",
+            host = httpx.URL(challenge.realm).host
+            error = RegistryError if is_untrusted_certificate(exc) else RegistryUnreachable
+            raise error(
+                f"cannot reach the token service {host} of registry {self.registry} "
+                f"({unreachable_reason(exc)}); no credentials were sent",
+                hint=(f"kodev verifies the TLS certificate of the token service {host}, "
+                      "even for an insecure registry: add its CA to the trust store"
+                      if is_tls_failure(exc) else None),
             ) from exc
+        if body is None:
+            raise RegistryError(f"the token service of registry {self.registry} sent more "
+                                f"than {_MAX_TOKEN_RESPONSE_BYTES} bytes")
+        headers = [(k, v) for k, v in response.headers.multi_items()
+                   if k.lower() != "content-encoding"]  # body is decoded already
+        response = httpx.Response(response.status_code, headers=headers, content=body,
+                                  request=request)
         self._check_token_response(response, creds)
         return self._parse_token(response, scopes)
 
+    def _realm_client(self, realm: str) -> httpx.Client:
+        """The client to ask ``realm`` for a token with, once the realm is known to be safe:
+        an absolute https URL, or http on a loopback host only. A non-loopback realm gets
+        ``verified_client`` (TLS verified whatever the registry's own client does, e.g. for
+        an insecure registry); a loopback realm the registry's client."""
+        try:
+            url = httpx.URL(realm)
+        except httpx.InvalidURL:
+            url = None
+        if url is None or url.scheme not in ("http", "https") or not url.host:
+            raise RegistryError(
+                f"registry {self.registry} sent a token realm that is not an http(s) URL; "
+                "no credentials were sent",
+            )
+        loopback = is_loopback_host(url.host)
+        if url.scheme == "http" and not loopback:
+            raise RegistryError(
+                f"registry {self.registry} sent a token realm on plain http "
+                f"({_url_without_query(realm)}); kodev sends no credentials and asks for no "
+                "token in clear text to a host that is not loopback",
+                hint="the registry's token service (auth.token.realm) must use https",
+            )
+        if loopback or self._verified_client is None:
+            return self._token_client
+        return self._verified_client()
+
     def _token_request(
-        self, challenge: Challenge, scopes: frozenset[str], creds: Credentials | None
+        self,
+        client: httpx.Client,
+        challenge: Challenge,
+        scopes: frozenset[str],
+        creds: Credentials | None,
     ) -> httpx.Request:
         if creds is not None and creds.identity_token:
             form = {
@@ -585,7 +743,7 @@ class RegistryAuth(httpx.Auth):
                 "client_id": "kodev",
                 "scope": " ".join(sorted(scopes)),
             }
-            return self._token_client.build_request("POST", challenge.realm, data=form)
+            return client.build_request("POST", challenge.realm, data=form)
         params: list[tuple[str, str | int | float | bool | None]] = []
         if challenge.service:
             params.append(("service", challenge.service))
@@ -595,9 +753,7 @@ class RegistryAuth(httpx.Auth):
             params.append(("account", str(creds.username)))
             pair = f"{creds.username}:{creds.password}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
-        return self._token_client.build_request(
-            "GET", challenge.realm, params=params, headers=headers
-        )
+        return client.build_request("GET", challenge.realm, params=params, headers=headers)
 
     def _check_token_response(self, response: httpx.Response, creds: Credentials | None) -> None:
         if response.is_success:
@@ -637,5 +793,24 @@ class RegistryAuth(httpx.Auth):
         return _Token(str(value), scopes, time.monotonic() + lifetime)
 
 
+def _read_at_most(response: httpx.Response, limit: int) -> bytes | None:
+    """The (decoded) body of a streamed response, or None once it passes ``limit`` bytes."""
+    data = bytearray()
+    for piece in response.iter_bytes():
+        data.extend(piece)
+        if len(data) > limit:
+            return None
+    return bytes(data)
+
+
 def _url_without_query(url: str) -> str:
-    return str(httpx.URL(url).copy_with(query=None))
+    return str(httpx.URL(url).copy_with(query=None, username=None, password=None))
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def url_origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in: what credentials are
+    bound to."""
+    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)

@@ -4,30 +4,39 @@ Where: the credential helper ``config.json`` names for the registry (``credHelpe
 else its ``credsStore``, else ``auths[<server>].auth`` = base64(user:password) in
 ``$DOCKER_CONFIG/config.json`` (``~/.docker/config.json``). With a helper, docker leaves an
 empty ``auths`` entry behind, and so does kodev. Other keys in the file are kept; the file
-is replaced atomically and is private to its owner (0600). Secrets never reach a message.
+is private to its owner (0600). Secrets never reach a message.
+
+Like docker, a symlinked ``config.json`` is written through: the new content replaces the
+link's target (dotfile managers keep the file elsewhere) and the link stays. Unlike docker,
+concurrent ``kodev login``s lose no entry: each read-modify-write holds an exclusive lock
+(``flock`` on ``.<name>.lock`` beside the target) and the target is replaced atomically, so
+a reader never sees half a file.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
-import shutil
-import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from kodev.errors import ConfigError, RegistryError
+from kodev.errors import ConfigError
 from kodev.registry.auth import (
+    call_credential_helper,
     docker_config_path,
     find_config_entry,
     load_config_file,
     server_url_for,
 )
 
-_HELPER_TIMEOUT_SECONDS = 60.0
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no flock, writes stay atomic
+    fcntl = None  # type: ignore[assignment]
 
 
 def helper_for(config: Mapping[str, Any], registry: str) -> str | None:
@@ -45,60 +54,96 @@ def store_credentials(registry: str, username: str, password: str,
                       environ: Mapping[str, str]) -> str:
     """Save the credentials; returns where they went (a file path or ``helper <name>``)."""
     path = docker_config_path(environ)
-    config = load_config_file(path)
-    server = server_url_for(registry)
-    auths = _auths(config, path)
-    helper = helper_for(config, registry)
-    existing = find_config_entry(auths, registry)
-    if existing is not None:
-        del auths[existing[0]]
-    if helper is not None:
-        payload = {"ServerURL": server, "Username": username, "Secret": password}
-        _call_helper(helper, "store", json.dumps(payload), path)
-        auths[server] = {}
-        where = f"credential helper docker-credential-{helper}"
-    else:
-        pair = f"{username}:{password}".encode()
-        auths[server] = {"auth": base64.b64encode(pair).decode("ascii")}
-        where = str(path)
-    config["auths"] = auths
-    write_config(path, config)
+    with locked_config(path) as target:
+        config = load_config_file(target)
+        server = server_url_for(registry)
+        auths = _auths(config, path)
+        helper = helper_for(config, registry)
+        existing = find_config_entry(auths, registry)
+        if existing is not None:
+            del auths[existing[0]]
+        if helper is not None:
+            payload = {"ServerURL": server, "Username": username, "Secret": password}
+            call_credential_helper(helper, "store", json.dumps(payload), path,
+                                   subject=f"for {registry}", secrets=(password,))
+            auths[server] = {}
+            where = f"credential helper docker-credential-{helper}"
+        else:
+            pair = f"{username}:{password}".encode()
+            auths[server] = {"auth": base64.b64encode(pair).decode("ascii")}
+            where = str(path)
+        config["auths"] = auths
+        _replace(target, config, path)
     return where
 
 
 def erase_credentials(registry: str, environ: Mapping[str, str]) -> bool:
     """Remove the registry's credentials; False when there were none."""
     path = docker_config_path(environ)
-    config = load_config_file(path)
-    auths = _auths(config, path)
-    existing = find_config_entry(auths, registry)
-    helper = helper_for(config, registry)
-    erased = False
-    if helper is not None:
-        erased = _call_helper(helper, "erase", server_url_for(registry), path, missing_ok=True)
-    if existing is not None:
-        del auths[existing[0]]
-        config["auths"] = auths
-        write_config(path, config)
-        erased = True
+    with locked_config(path) as target:
+        config = load_config_file(target)
+        auths = _auths(config, path)
+        existing = find_config_entry(auths, registry)
+        helper = helper_for(config, registry)
+        erased = False
+        if helper is not None:
+            answer = call_credential_helper(helper, "erase", server_url_for(registry), path,
+                                            subject=f"for {registry}")
+            erased = answer is not None
+        if existing is not None:
+            del auths[existing[0]]
+            config["auths"] = auths
+            _replace(target, config, path)
+            erased = True
     return erased
 
 
+@contextlib.contextmanager
+def locked_config(path: Path) -> Iterator[Path]:
+    """Hold the exclusive lock of the docker config at ``path`` and yield the file to read
+    and replace: the symlink's target when ``path`` is a symlink (even a dangling one)."""
+    target = Path(os.path.realpath(path))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(target.parent / f".{target.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot lock {path}: {exc.strerror or exc}",
+                          hint=f"check the permissions of {target.parent}") from exc
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield target
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def write_config(path: Path, config: Mapping[str, Any]) -> None:
-    """Replace ``path`` atomically with mode 0600, tab-indented like docker writes it."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Replace the docker config at ``path`` (through a symlink), under its lock."""
+    with locked_config(path) as target:
+        _replace(target, config, path)
+
+
+def _replace(target: Path, config: Mapping[str, Any], shown: Path) -> None:
+    """Replace ``target`` atomically with mode 0600, tab-indented like docker writes it;
+    a temporary file in the same directory is renamed over it."""
     text = json.dumps(config, indent="\t") + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".config.json.", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {shown}: {exc.strerror or exc}") from exc
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise ConfigError(f"cannot write {shown}: {exc.strerror or exc}") from exc
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _auths(config: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -107,26 +152,3 @@ def _auths(config: dict[str, Any], path: Path) -> dict[str, Any]:
         raise ConfigError(f"invalid {path}: \"auths\" is not a JSON object",
                           hint="fix or remove the file")
     return auths
-
-
-def _call_helper(helper: str, action: str, stdin: str, config_path: Path, *,
-                 missing_ok: bool = False) -> bool:
-    """``docker-credential-<helper> store|erase`` with docker's stdin protocol."""
-    program = f"docker-credential-{helper}"
-    executable = shutil.which(program)
-    if executable is None:
-        raise ConfigError(f"credential helper {program} (configured in {config_path}) is "
-                          "not on PATH", hint=f"install {program} or remove it from "
-                          f"{config_path}")
-    try:
-        result = subprocess.run([executable, action], input=stdin, capture_output=True,
-                                text=True, timeout=_HELPER_TIMEOUT_SECONDS, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise RegistryError(f"credential helper {program} did not answer ({action})") from exc
-    if result.returncode == 0:
-        return True
-    first = (result.stdout.strip() or result.stderr.strip() or
-             f"exit status {result.returncode}").splitlines()[0][:200]
-    if missing_ok and "credentials not found" in first.lower():
-        return False
-    raise RegistryError(f"credential helper {program} {action} failed: {first}")

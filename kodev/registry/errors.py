@@ -6,6 +6,8 @@ Messages name the registry and the operation, never credentials, tokens or
 
 from __future__ import annotations
 
+import httpx
+
 from kodev.errors import RegistryError
 
 
@@ -30,7 +32,23 @@ class BlobUnknown(RegistryNotFound):
 
 
 class DigestMismatch(RegistryError):
-    """Content did not hash to the digest it was addressed by or the registry reported."""
+    """Content did not hash to the digest it was addressed by or the registry reported,
+    or was not the size its descriptor gives."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint or CONTENT_HINT)
+
+
+class ContentTooLarge(RegistryError):
+    """The registry sent (or announced) more than kodev buffers: a manifest over 4 MiB,
+    a config over 8 MiB, any other answer over 16 MiB."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint or CONTENT_HINT)
+
+
+CONTENT_HINT = ("check the image reference and the registry (or a proxy or cache in front "
+                "of it); kodev never uses content that does not match its digest and size")
 
 
 class RegistryServerError(RegistryError):
@@ -51,3 +69,35 @@ class RegistryServerError(RegistryError):
 
 TRANSIENT_ERRORS: tuple[type[RegistryError], ...] = (RegistryUnreachable, RegistryServerError)
 """Errors worth retrying with backoff; every other RegistryError is final."""
+
+
+def is_tls_failure(exc: httpx.TransportError) -> bool:
+    """The TLS handshake failed (an untrusted or wrong certificate, no TLS at all)."""
+    text = str(exc).lower()
+    return "certificate" in text or "ssl" in text or "tls" in text
+
+
+def is_untrusted_certificate(exc: httpx.TransportError) -> bool:
+    """The peer's certificate failed verification: final, not worth a retry."""
+    return "certificate verify failed" in str(exc).lower()
+
+
+def unreachable_reason(exc: httpx.TransportError) -> str:
+    """Why a connection failed, in a few words (never a URL or header)."""
+    text = str(exc).lower()
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connection timed out"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out waiting for the registry"
+    if "refused" in text:
+        return "connection refused"
+    if "name or service not known" in text or "nodename nor servname" in text:
+        return "unknown host"
+    if is_tls_failure(exc):
+        detail = str(exc).split("] ", 1)[-1].split(" (_ssl", 1)[0]
+        return f"TLS handshake failed: {detail}"[:200]
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the registry closed the connection"
+    if "reset" in text:
+        return "connection reset"
+    return f"{type(exc).__name__}: {exc}"[:200]

@@ -3,25 +3,41 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 
 from kodev.registry.auth import Keychain
 from kodev.registry.client import RegistryClient
 
 
 class ClientPool:
-    """One client per registry (closed at the end), so connections and tokens are reused."""
+    """One client per registry (closed at the end), so connections and tokens are reused.
 
-    def __init__(self, *, insecure: bool = False, keychain: Keychain | None = None) -> None:
-        self.insecure = insecure
+    ``insecure_registries`` names the registries that may be reached without certificate
+    checks or over plain http (``--insecure-registry`` names the target repository's
+    registry, as in go-containerregistry); every other registry (base images, a registry a
+    blob is copied from) keeps https with certificate checks (loopback: plain http).
+    """
+
+    def __init__(
+        self,
+        *,
+        insecure_registries: Iterable[str] = (),
+        keychain: Keychain | None = None,
+    ) -> None:
+        self.insecure_registries = frozenset(r.lower() for r in insecure_registries)
         self.keychain = keychain or Keychain()
         self._clients: dict[str, RegistryClient] = {}
         self._lock = threading.Lock()
+
+    def is_insecure(self, registry: str) -> bool:
+        return registry.lower() in self.insecure_registries
 
     def get(self, registry: str) -> RegistryClient:
         with self._lock:
             client = self._clients.get(registry)
             if client is None:
-                client = RegistryClient(registry, insecure=self.insecure, keychain=self.keychain)
+                client = RegistryClient(registry, insecure=self.is_insecure(registry),
+                                        keychain=self.keychain)
                 self._clients[registry] = client
             return client
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from kodev.oci.image import Image, Index
 from kodev.oci.layers import Layer
@@ -130,13 +130,16 @@ class Pusher:
         log.debug("blob %s: %s", digest, outcome)
 
     def _copy_remote_layer(self, layer: Layer) -> str:
-        """Mount from the base's repository on the same registry; else stream it across."""
+        """Mount from the base's repository on the same registry; else stream it across:
+        the source is read piece by piece as the upload goes (never held whole), its size
+        and digest checked before the upload is finished."""
         assert layer.location is not None
         location = layer.location
         source = self.pool.get(location.registry)
 
         def fetch() -> BinaryIO:
-            return io.BytesIO(source.get_blob(location.repository, layer.digest))
+            reader = source.blob_reader(location.repository, layer.digest, layer.size)
+            return cast(BinaryIO, reader)
 
         same_registry = location.registry == self.target.registry
         return self.client.push_blob(

@@ -432,3 +432,45 @@ def test_default_keychain_is_used(registry: RegistryServer, docker_config: Docke
 
     with RegistryClient(registry.host, keychain=Keychain()) as client:
         assert client.list_tags(unique_repo("anon")) == []
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_blob_reader_streams_across_registries_and_refuses_tampered_content(
+    client: RegistryClient, registry: RegistryServer, registry_factory: RegistryFactory,
+    chunked: bool,
+) -> None:
+    """A blob copied from another registry through ``blob_reader`` arrives intact; when
+    the source's bytes were tampered with, the copy fails before the upload is finished,
+    so the target never holds the blob."""
+    source = registry_factory.create(f"copy-source-{'chunked' if chunked else 'whole'}")
+    repo, data = unique_repo("copy"), os.urandom(3 * 1024 * 1024 + 17)
+    digest = blob_digest(data)
+    options = {"chunk_size": 1024 * 1024} if chunked else {}
+    with make_client(source.host) as src, make_client(registry.host, **options) as dst:
+        src.upload_blob(repo, digest, len(data), opener_for(data))
+        assert dst.push_blob(repo, digest, len(data),
+                             lambda: src.blob_reader(repo, digest, len(data))) == "uploaded"
+        assert dst.get_blob(repo, digest, size=len(data)) == data
+
+        other = unique_repo("copy-tampered")
+        source.blob_path(digest).write_bytes(bytes(b ^ 0xFF for b in data))
+        with pytest.raises(DigestMismatch, match=digest):
+            dst.push_blob(other, digest, len(data),
+                          lambda: src.blob_reader(repo, digest, len(data)))
+        assert dst.blob_exists(other, digest) is False
+
+
+def test_get_manifest_checks_the_descriptor_size(client: RegistryClient) -> None:
+    repo, image = unique_repo("manifest-size"), make_test_image()
+    for blob in image.blobs():
+        client.upload_blob(repo, blob_digest(blob), len(blob), opener_for(blob))
+    digest = client.put_manifest(repo, "v1", image.manifest, image.media_type)
+
+    size = len(image.manifest)
+    assert client.get_manifest(repo, digest, size=size).body == image.manifest
+    with pytest.raises(DigestMismatch, match="descriptor"):
+        client.get_manifest(repo, digest, size=size - 1)
+    with pytest.raises(DigestMismatch, match="descriptor"):
+        client.get_manifest(repo, digest, size=size + 1)
+    with pytest.raises(RegistryError, match="at most"):
+        client.get_manifest(repo, digest, size=64 * 1024 * 1024)
