@@ -9,10 +9,21 @@ from __future__ import annotations
 
 import pytest
 
+from tests.faults.catalog import fault_of
+
 pytest_plugins = ["tests.fixtures.registry", "tests.fixtures.kube", "tests.fixtures.kodev",
                   "tests.fixtures.up"]
 
 _skipped: list[str] = []
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test documented as ``Fault: ... User sees: ...`` joins the fault suite
+    (``pytest -m fault``), wherever it lives: see tests/faults/catalog.py."""
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is not None and fault_of(function.__doc__) is not None:
+            item.add_marker(pytest.mark.fault)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
