@@ -244,7 +244,7 @@ class Outputs:
         from kodev.oci.layout import LayoutWriter
 
         path = Path(self.options.oci_layout_path or ".")
-        writer = LayoutWriter(path, self.pipeline.layer_bytes)
+        writer = LayoutWriter(path, self.pipeline.open_layer)
         for result in results:
             writer.add(
                 result.artifact,
@@ -261,7 +261,7 @@ class Outputs:
         path = Path(self.options.tarball or "image.tar")
         tags = [t for t in self.options.tags if t] or ["latest"]
         write_tarball(
-            path, [(r.repository, r.artifact) for r in results], tags, self.pipeline.layer_bytes
+            path, [(r.repository, r.artifact) for r in results], tags, self.pipeline.open_layer
         )
         self.pipeline.emit("tarball", f"wrote {path}")
 

@@ -11,40 +11,44 @@ the Skaffold hook are thin layers over these two calls.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from kodev.cache import Cache, default_cache_dir
+from kodev.cache import Cache, atomic_file, default_cache_dir, private_dir
 from kodev.config import BuildConfig, KoConfig, load_config
 from kodev.errors import BuildError, UsageError
 from kodev.golang.builder import BuildOptions, BuiltBinary, GoBuilder, source_date_epoch
 from kodev.golang.fingerprint import (
     FingerprintStore,
     binary_record,
+    build_key,
     closure_files,
-    has_volatile_template,
     module_files,
     package_from_json,
     package_json,
-    request_key,
 )
 from kodev.golang.graph import PackageGraph, load_graph
-from kodev.golang.packages import GoPackage, go_binary, run_go_list, select_main_packages
+from kodev.golang.packages import GoPackage, run_go_list, select_main_packages
 from kodev.oci.base import BaseImage, BaseLoader
 from kodev.oci.image import AppLayers, Image, Index, append_app_layers
 from kodev.oci.layers import (
     COMPRESSOR,
     Layer,
-    binary_layer_tar,
-    kodata_layer_tar,
-    layer_from_tar,
+    TarBuilder,
+    add_binary,
+    add_kodata,
+    own_file,
+    stream_layer,
+    write_layer,
 )
 from kodev.oci.mediatypes import layer_type_for
 from kodev.oci.platform import (
@@ -168,6 +172,9 @@ class Pipeline:
         self._bases: dict[str, BaseImage] = {}
         self._kodata_layers: dict[tuple[Path, bool, int, str], Layer] = {}
         self._live_layers: dict[tuple[str, str], Layer] = {}
+        self._scratch: Path | None = None  # layer files and blobs of this run (scratch())
+        self._scratch_exit = contextlib.ExitStack()
+        self._scratch_lock = threading.Lock()
         self.selection = self._platform_selection()
 
     # ---------------------------------------------------------------- helpers
@@ -179,12 +186,33 @@ class Pipeline:
             if self._pool is None:
                 from kodev.registry.pool import ClientPool
 
-                self._pool = ClientPool(insecure=self.options.insecure_registry)
+                self._pool = ClientPool(insecure_registries=self._insecure_registries())
             return self._pool
 
+    def _insecure_registries(self) -> frozenset[str]:
+        """``--insecure-registry`` names the target repository's registry only (as in
+        go-containerregistry): base images and every other registry stay https, verified."""
+        if not self.options.insecure_registry:
+            return frozenset()
+        repo = (self.options.docker_repo or self.environ.get("KO_DOCKER_REPO", "")).strip()
+        return frozenset({parse_repository(repo)[0]}) if repo else frozenset()
+
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
+        try:
+            if self._pool is not None:
+                self._pool.close()
+        finally:
+            self._scratch_exit.close()  # this run's layer files
+
+    def scratch(self) -> Path:
+        """A private directory in KOCACHE for this run's files (built layers, and base
+        blobs when the cache is off), removed by close(), or by the next kodev if this
+        one is killed."""
+        with self._scratch_lock:
+            if self._scratch is None:
+                self._scratch = self._scratch_exit.enter_context(
+                    private_dir(self.cache.root, "run-"))
+            return self._scratch
 
     def emit(self, kind: str, message: str, import_path: str | None = None, **data: Any) -> None:
         self.on_event(Event(kind, message, import_path, data))
@@ -357,30 +385,24 @@ class Pipeline:
                 jobs=self.options.jobs,
                 environ=self.environ,
             ),
+            tmp_root=self.cache.root,
         )
         return builder.build_for(
             [(t.package, t.build, self._platforms_of(t)) for t in targets], self.workdir
         )
 
     def _fingerprint_key(self, patterns: Sequence[str]) -> str | None:
-        cfg = self.config
-        flag_values = [*self.options.ldflags, *cfg.default_flags, *cfg.default_ldflags]
-        for build in cfg.builds:
-            flag_values += [*(build.flags or ()), *(build.ldflags or ())]
-        if not self.options.use_cache or has_volatile_template(flag_values):
+        """Everything but the module's files that decides the binaries (fingerprint.py)."""
+        if not self.options.use_cache:
             return None
-        env = {
-            k: v
-            for k, v in self.environ.items()
-            if k.startswith(("GO", "CGO_", "KO_")) or k in ("PATH", "CC", "CXX")
-        }
         settings = {
             "platforms": str(self.selection),
-            "env": env,
             "ldflags": self.options.ldflags,
             "debug": self.options.disable_optimizations,
         }
-        return request_key(self.workdir, patterns, settings, go_binary(self.environ))
+        return build_key(workdir=self.workdir, patterns=patterns, config=self.config,
+                         environ=self.environ, settings=settings,
+                         ldflags_override=self.options.ldflags)
 
     def _target_record(self, target: Target) -> dict[str, Any]:
         build_index = self.config.builds.index(target.build) if target.build else None
@@ -475,12 +497,13 @@ class Pipeline:
 
     def _live_layer(self, platform: Platform, media_type: str) -> Layer:
         from kodev.golang.supervisor import supervisor_binary
-        from kodev.oci.layers import live_layer_tar
+        from kodev.oci.layers import add_live
 
         key = (platform.slug, media_type)
         if key not in self._live_layers:
             binary = supervisor_binary(platform, self.cache, self.environ)
-            self._live_layers[key] = layer_from_tar(live_layer_tar(binary.path), media_type)
+            self._live_layers[key] = write_layer(
+                self.scratch(), lambda tar: add_live(tar, binary.path), media_type=media_type)
         return self._live_layers[key]
 
     def _kodata_layer(self, target: Target, windows: bool, mtime: int, media_type: str) -> Layer:
@@ -493,11 +516,11 @@ class Pipeline:
     def _make_kodata_layer(
         self, target: Target, windows: bool, mtime: int, media_type: str
     ) -> Layer:
-        raw = kodata_layer_tar(
-            target.package.kodata_dir, allowed_root=self._kodata_root(target), windows=windows,
-            mtime=mtime, live=self.options.live and not windows,
-        )
-        return layer_from_tar(raw, media_type)
+        def fill(tar: TarBuilder) -> None:
+            add_kodata(tar, target.package.kodata_dir, allowed_root=self._kodata_root(target),
+                       windows=windows, live=self.options.live and not windows)
+
+        return write_layer(self.scratch(), fill, mtime=mtime, media_type=media_type)
 
     def _kodata_root(self, target: Target) -> Path:
         allowed = self.environ.get("KO_DATA_PATH_ALLOWED_ROOT")
@@ -512,30 +535,33 @@ class Pipeline:
     def _binary_layer(
         self, binary: BuiltBinary, name: str, windows: bool, media_type: str
     ) -> Layer:
-        """Cached by the binary's content: an unchanged binary is not tarred or compressed again."""
+        """Cached by the binary's content: an unchanged binary is not tarred or compressed
+        again unless something needs the layer's bytes (a registry without it, a layout)."""
         key = hashlib.sha256(
-            f"{binary.sha256}|{name}|{windows}|{media_type}|{COMPRESSOR}|v1".encode()
+            f"{binary.sha256}|{name}|{windows}|{media_type}|{COMPRESSOR}|v2".encode()
         ).hexdigest()
 
-        def produce() -> bytes:
-            layer = layer_from_tar(binary_layer_tar(binary.path, name, windows=windows), media_type)
-            self.cache.put_meta(
-                "binary-layer",
-                key,
-                {"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size},
-            )
-            return layer.read()
+        def fill(tar: TarBuilder) -> None:
+            add_binary(tar, binary.path, name, windows=windows)
 
         meta = self.cache.get_meta("binary-layer", key)
         if meta is not None:
-            return Layer(
-                digest=meta["digest"],
-                diff_id=meta["diff_id"],
-                size=int(meta["size"]),
-                media_type=media_type,
-                producer=produce,
-            )
-        layer = layer_from_tar(binary_layer_tar(binary.path, name, windows=windows), media_type)
+            known = Layer(digest=meta["digest"], diff_id=meta["diff_id"], size=int(meta["size"]),
+                          media_type=media_type)
+
+            def produce() -> Path:
+                path, _, digest, _ = stream_layer(self.scratch(), fill)
+                own_file(known, path)
+                if digest != known.digest:
+                    raise BuildError(
+                        f"the binary layer of {binary.path} is {digest}, but KOCACHE "
+                        f"recorded {known.digest}",
+                        hint="run again with --no-cache, and please report it")
+                return path
+
+            known.producer = produce
+            return known
+        layer = write_layer(self.scratch(), fill, media_type=media_type)
         self.cache.put_meta(
             "binary-layer",
             key,
@@ -543,19 +569,27 @@ class Pipeline:
         )
         return layer
 
-    def layer_bytes(self, layer: Layer) -> bytes:
-        """A layer's compressed bytes, for the layout and tarball writers."""
+    def open_layer(self, layer: Layer) -> BinaryIO:
+        """A layer's compressed bytes as a stream, for the layout and tarball writers: a
+        base layer comes from KOCACHE or is streamed from its registry into it first."""
         if layer.local:
-            return layer.read()
-        cached = self.cache.get_blob(layer.digest)
-        if cached is not None:
+            return layer.open()
+        return self._base_blob(layer).open("rb")
+
+    def _base_blob(self, layer: Layer) -> Path:
+        cached = self.cache.blob_file(layer.digest, layer.size)
+        if cached is not None and _file_digest(cached) == layer.digest:
             return cached
         assert layer.location is not None
-        data: bytes = self.pool.get(layer.location.registry).get_blob(
-            layer.location.repository, layer.digest
-        )
-        self.cache.put_blob(layer.digest, data)
-        return data
+        target = (self.cache.blob_path(layer.digest) if self.cache.enabled
+                  else self.scratch() / layer.digest.replace(":", "-"))
+        client = self.pool.get(layer.location.registry)
+        # The reader checks size and digest as the bytes pass: a wrong blob is never
+        # renamed into place.
+        with client.blob_reader(layer.location.repository, layer.digest, layer.size) as source, \
+                atomic_file(target) as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+        return target
 
     # ---------------------------------------------------------------- publishing
 
@@ -603,11 +637,20 @@ def _rfc3339(epoch: int) -> str:
 
 
 def _git_root(start: Path) -> Path:
-    """The enclosing git work tree (kodata symlinks may point anywhere inside it)."""
+    """The enclosing git work tree (kodata symlinks may point anywhere inside it); outside
+    one, the package's own directory (its real path: kodata may not lead out of it)."""
     for candidate in (start, *start.parents):
         if (candidate / ".git").exists():
             return candidate
-    return start / "kodata"
+    return start.resolve()
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
 
 
 def target_reference(docker_repo: str, import_path: str, naming: str) -> Reference:

@@ -1,18 +1,39 @@
 """Skip ``go list`` and ``go build`` entirely when nothing a binary depends on has changed.
 
-ko always runs ``go build`` (ko#1116: a no-change ko rebuild is slower than docker). After
-a build kodev records a fingerprint: the size and mtime of every module-local file and
-package directory in the binaries' dependency closure (from ``go list -deps``), plus
-``go.mod``, ``go.sum``, ``go.work``, ``.ko.yaml`` and the ``go`` binary itself. If every
-entry still matches on the next run, the recorded packages and binaries are reused.
-Adding a file changes its directory's mtime, so a new ``.go`` file is noticed too.
-Builds whose flags use ``.Date``, ``.Timestamp`` or ``.Git`` templates are never skipped.
+ko always runs ``go build`` (ko#1116: a no-change ko rebuild is slower than docker). kodev
+reuses the last build's packages and binaries when two things match.
+
+The key (:func:`build_key`) holds every input that is not a file of the module:
+
+- the working directory, the patterns, the platforms, ``--ldflags`` and
+  ``--disable-optimizations``;
+- the ``go`` binary (path, size, mtime) and the contents of the ``go env -w`` file;
+- every environment variable that reaches ``go build`` and can change what it makes:
+  ``GO*`` (``GOFLAGS``, ``GOEXPERIMENT``, ``GOAMD64``, ``GOARM``, ``GOOS``, ``GOTOOLCHAIN``...),
+  ``CGO_*``, ``CC``, ``CXX``, ``FC``, ``AR``, ``PKG_CONFIG``, the C include and library
+  paths, ``PATH``, ``KO_*`` and ``SOURCE_DATE_EPOCH``;
+- every value a flags or ldflags template of ``.ko.yaml`` (or ``--ldflags``) reads: each
+  ``.Env.X`` variable, each ``.GoEnv.X`` value (from ``go env``), each ``.Git.X`` field;
+- when go build stamps version control information into binaries (``-buildvcs``, on by
+  default in a git work tree): the commit and whether the tree has changes.
+
+Builds whose templates read ``.Date`` or ``.Timestamp`` without ``SOURCE_DATE_EPOCH`` (a
+new time every run) have no key: they are never skipped.
+
+The record under the key holds the size and mtime of every module-local file and package
+directory in the binaries' dependency closure (from ``go list -deps``: Go, cgo, assembly,
+C and .syso files, embedded files and their directories, ``default.pgo``), plus
+``go.mod``, ``go.sum``, ``go.work``, ``vendor/modules.txt`` and ``.ko.yaml``. If every entry
+still matches, the recorded packages and binaries are reused. Adding a file changes its
+directory's mtime, so a new ``.go`` file is noticed too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
@@ -20,14 +41,124 @@ from pathlib import Path
 from typing import Any
 
 from kodev.cache import Cache
-from kodev.golang.packages import GoPackage
+from kodev.config import KoConfig
+from kodev.golang.builder import git_info, go_env, go_env_file, goflags, run_git
+from kodev.golang.packages import GoPackage, go_binary
+from kodev.golang.template import template_fields
 
-_VOLATILE_TEMPLATES = (".Date", ".Timestamp", ".Git")
 Stat = tuple[int, int]
 
+# Environment variables that reach go build and can change its output (besides GO*, CGO_*
+# and KO_*, matched by prefix).
+_BUILD_ENV = frozenset((
+    "PATH", "CC", "CXX", "FC", "AR", "PKG_CONFIG", "PKG_CONFIG_PATH", "GCCGO", "CPATH",
+    "C_INCLUDE_PATH", "CPLUS_INCLUDE_PATH", "LIBRARY_PATH", "SOURCE_DATE_EPOCH",
+))
+_OTHER_VCS = (".hg", ".svn", ".bzr", ".fossil", "_FOSSIL_")
 
-def has_volatile_template(values: Iterable[str]) -> bool:
-    return any("{{" in v and any(t in v for t in _VOLATILE_TEMPLATES) for v in values)
+
+def build_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of the environment that can change what go build makes."""
+    return {
+        k: v for k, v in environ.items()
+        if k.startswith(("GO", "CGO_", "KO_")) or k in _BUILD_ENV
+    }
+
+
+def build_key(
+    *,
+    workdir: Path,
+    patterns: Sequence[str],
+    config: KoConfig,
+    environ: Mapping[str, str],
+    settings: Mapping[str, Any],
+    ldflags_override: Sequence[str] = (),
+) -> str | None:
+    """The key of a ``kodev build`` (see the module docstring); None: never skip it."""
+    go = go_binary(environ)
+    flag_lists = [config.default_flags, config.default_ldflags, tuple(ldflags_override)]
+    for build in config.builds:
+        flag_lists += [build.flags or (), build.ldflags or ()]
+    values = [v for flags in flag_lists for v in flags]
+    fields = []
+    for value in values:
+        found = template_fields(value)
+        if found is None:
+            return None
+        fields += found
+    epoch = environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if any(top in ("Date", "Timestamp") for top, _ in fields) and not epoch:
+        return None
+    dirs = sorted({workdir.resolve(), *((workdir / b.dir).resolve() for b in config.builds)})
+    templates: dict[str, Any] = {}
+    git: dict[Path, dict[str, str]] = {}
+    for top, key in sorted(set(fields), key=str):
+        if top == "Env" and key is not None:
+            templates[f"Env.{key}"] = environ.get(key)
+        elif top == "GoEnv" and key is not None:
+            templates[f"GoEnv.{key}"] = [go_env(go, str(d)).get(key) for d in dirs]
+        elif top == "Git":
+            templates[f"Git.{key}"] = [
+                (git[d] if d in git else git.setdefault(d, git_info(d))).get(key or "")
+                for d in dirs
+            ]
+    env_file = go_env_file(environ)
+    vcs = None
+    if _may_stamp_vcs(config, goflags(environ)):
+        vcs = [_vcs_state(d) for d in dirs]
+        if any(state is None for state in vcs):
+            return None
+    inputs = {
+        **settings,
+        "env": build_env(environ),
+        "go env file": [str(env_file), _read(env_file)],
+        "templates": templates,
+        "vcs": vcs,
+    }
+    return request_key(workdir, patterns, inputs, go)
+
+
+def _read(path: Path | None) -> str | None:
+    try:
+        return path.read_text() if path is not None else None
+    except OSError:
+        return None
+
+
+def _may_stamp_vcs(config: KoConfig, goflags: Sequence[str]) -> bool:
+    """False only if every build runs with ``-buildvcs=false`` (GOFLAGS or its flags)."""
+
+    def setting(flags: Sequence[str], default: str) -> str:
+        value = default
+        for flag in flags:
+            name, sep, rest = flag.lstrip("-").partition("=")
+            if name == "buildvcs":
+                value = rest if sep else "true"
+        return value
+
+    from_env = setting(goflags, "auto")
+    lists = [config.default_flags] + [b.flags for b in config.builds if b.flags is not None]
+    envs = [config.default_env] + [b.env for b in config.builds if b.env is not None]
+    for env in envs:  # a build's own GOFLAGS replaces the environment's
+        for item in env:
+            key, _, value = item.partition("=")
+            if key == "GOFLAGS" and setting(value.split(), "auto") != "false":
+                return True
+    return any(setting(flags, from_env) != "false" for flags in lists)
+
+
+def _vcs_state(directory: Path) -> list[str] | None:
+    """What go build stamps from git (the commit and whether the tree has changes); []
+    outside a repository; None in another version control system (never skipped)."""
+    for candidate in (directory, *directory.parents):
+        if (candidate / ".git").exists():
+            break
+        if any((candidate / name).exists() for name in _OTHER_VCS):
+            return None
+    else:
+        return []
+    return [run_git(directory, "rev-parse", "HEAD"),
+            str(bool(run_git(directory, "status", "--porcelain")))]
 
 
 def _stat(path: Path) -> Stat | None:
@@ -61,6 +192,11 @@ def closure_files(packages: Iterable[GoPackage], extra: Iterable[Path]) -> dict[
         files[str(pkg.dir)] = _stat(pkg.dir)
         for path in pkg.source_files():
             files[str(path)] = _stat(path)
+        for name in pkg.embed_files:  # a new file in an embedded directory
+            for parent in (pkg.dir / name).parents:
+                if parent == pkg.dir or not parent.is_relative_to(pkg.dir):
+                    break
+                files[str(parent)] = _stat(parent)
         if pkg.kodata_dir.exists():
             for path in [pkg.kodata_dir, *sorted(pkg.kodata_dir.rglob("*"))]:
                 files[str(path)] = _stat(path)
@@ -72,7 +208,7 @@ def closure_files(packages: Iterable[GoPackage], extra: Iterable[Path]) -> dict[
 def module_files(workdir: Path, config_path: Path | None) -> list[Path]:
     out = []
     for directory in (workdir, *workdir.parents):
-        for name in ("go.mod", "go.sum", "go.work", "go.work.sum"):
+        for name in ("go.mod", "go.sum", "go.work", "go.work.sum", "vendor/modules.txt"):
             if (directory / name).exists():
                 out.append(directory / name)
         if (directory / "go.mod").exists() or (directory / "go.work").exists():
@@ -80,6 +216,13 @@ def module_files(workdir: Path, config_path: Path | None) -> list[Path]:
     if config_path is not None:
         out.append(config_path)
     return out
+
+
+def _same_size(path: Path, stat: Sequence[int] | None) -> bool:
+    """A stored binary is still there (its path holds its sha256: it never changes; its
+    mtime does, each time a build uses it)."""
+    found = _stat(path)
+    return found is not None and stat is not None and found[0] == stat[0]
 
 
 def still_valid(files: Mapping[str, Any]) -> bool:
@@ -95,8 +238,11 @@ class FingerprintStore:
         if record is None or not still_valid(record.get("files", {})):
             return None
         binaries = record.get("binaries", {})
-        if not all(still_valid({b["path"]: b["stat"]}) for b in binaries.values()):
+        if not all(_same_size(Path(b["path"]), b["stat"]) for b in binaries.values()):
             return None
+        for binary in binaries.values():  # in use again: not one of the old ones to remove
+            with contextlib.suppress(OSError):
+                os.utime(binary["path"])
         return record
 
     def save(
@@ -132,6 +278,7 @@ def package_from_json(data: Mapping[str, Any]) -> GoPackage:
         standard=bool(data.get("standard")),
         error=data.get("error"),
         in_module_cache=bool(data.get("in_module_cache")),
+        other_files=tuple(data.get("other_files", ())),
     )
 
 

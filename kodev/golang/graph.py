@@ -19,7 +19,12 @@ from pathlib import Path
 
 from kodev.golang.packages import GoPackage, run_go_list, select_main_packages
 
-MODULE_FILE_NAMES = ("go.mod", "go.sum", "go.work", "go.work.sum")
+MODULE_FILE_NAMES = ("go.mod", "go.sum", "go.work", "go.work.sum", "vendor/modules.txt")
+# Files go build compiles or links besides .go files (packages.py lists them per package).
+COMPILED_SUFFIXES = frozenset((
+    ".go", ".s", ".S", ".sx", ".h", ".hh", ".hpp", ".hxx", ".c", ".cc", ".cpp", ".cxx", ".m",
+    ".f", ".F", ".for", ".f90", ".syso", ".swig", ".swigcxx",
+))
 
 
 @dataclass
@@ -72,8 +77,9 @@ class PackageGraph:
 
     def may_join_closure(self, path: Path) -> bool:
         """A file not in any closure that could enter one: a new or newly included .go
-        file in a closure package's directory, or a new file next to embedded ones."""
-        if path.suffix != ".go" or path.name.endswith("_test.go"):
+        (or assembly, C, .syso...) file in a closure package's directory, or a new file
+        next to embedded ones."""
+        if path.suffix not in COMPILED_SUFFIXES or path.name.endswith("_test.go"):
             return any(
                 self.packages[ip].embed_files and path.is_relative_to(d)
                 for ip in self.main_import_paths

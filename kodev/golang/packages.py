@@ -17,7 +17,14 @@ from typing import Any
 
 from kodev.errors import BuildError, UsageError
 
-_LIST_FIELDS = "ImportPath,Name,Dir,GoFiles,CgoFiles,EmbedFiles,Module,Error,DepsErrors,Standard"
+# Every file of a package that goes into its object code: Go, cgo, embedded files, and the
+# assembly, C/C++/Objective-C/Fortran, SWIG and .syso files go build compiles or links.
+_OTHER_FILE_FIELDS = (
+    "SFiles", "HFiles", "CFiles", "CXXFiles", "MFiles", "FFiles", "SysoFiles", "SwigFiles",
+    "SwigCXXFiles",
+)
+_LIST_FIELDS = ("ImportPath,Name,Dir,GoFiles,CgoFiles,EmbedFiles,Module,Error,DepsErrors,"
+                "Standard," + ",".join(_OTHER_FILE_FIELDS))
 _DEPS_FIELDS = _LIST_FIELDS + ",Deps,Imports"
 
 
@@ -37,6 +44,7 @@ class GoPackage:
     standard: bool = False
     error: str | None = None
     in_module_cache: bool = False  # from a versioned (so immutable) module download
+    other_files: tuple[str, ...] = ()  # .s, .h, .c, .syso, ... (see _OTHER_FILE_FIELDS)
 
     @property
     def is_main(self) -> bool:
@@ -54,8 +62,11 @@ class GoPackage:
 
     def source_files(self) -> list[Path]:
         """The files in this package that go into the binary (tests excluded)."""
-        names = (*self.go_files, *self.cgo_files, *self.embed_files)
-        return [self.dir / name for name in names]
+        names = (*self.go_files, *self.cgo_files, *self.embed_files, *self.other_files)
+        files = [self.dir / name for name in names]
+        if self.is_main and (self.dir / "default.pgo").is_file():
+            files.append(self.dir / "default.pgo")  # -pgo=auto, go build's default
+        return files
 
 
 def go_binary(environ: Mapping[str, str] | None = None) -> str:
@@ -91,6 +102,7 @@ def _package_from_json(data: Mapping[str, Any]) -> GoPackage:
         standard=bool(data.get("Standard")),
         error=_first_line(data["Error"]) if data.get("Error") else None,
         in_module_cache=bool((module.get("Replace") or module).get("Version")),
+        other_files=tuple(name for field in _OTHER_FILE_FIELDS for name in data.get(field) or ()),
     )
 
 

@@ -24,6 +24,19 @@ def has_template(text: str) -> bool:
     return "{{" in text
 
 
+def template_fields(text: str) -> list[tuple[str, str | None]] | None:
+    """The data ``text`` reads, as (top-level name, key) pairs: ``{{.Env.VERSION}}`` is
+    ``("Env", "VERSION")``, ``{{.Date}}`` is ``("Date", None)``. None when an action is one
+    :func:`render` does not support (rendering it fails anyway)."""
+    fields: list[tuple[str, str | None]] = []
+    for action in _ACTION.findall(text):
+        field = _FIELD.match(action) or _INDEX.match(action)
+        if field is None:
+            return None
+        fields.append((field.group(1), field.group(2)))
+    return fields
+
+
 def render(text: str, data: Mapping[str, Lookup], *, where: str) -> str:
     """Expand every action in ``text``; ``data`` maps top-level names to lazy values."""
 

@@ -1,25 +1,31 @@
 """Deterministic layers: tar entries with fixed owners, modes and times, gzip without timestamps.
 
 A layer is described by its compressed digest, its uncompressed ``diff_id`` and a way to
-get the compressed bytes. Layers built here keep their bytes; layers of a base image only
-know where they live (a registry repository), so they are mounted or streamed, never
-downloaded just to be uploaded again.
+get the compressed bytes. Layers built here are streamed (tar, then gzip in fixed 1 MiB
+blocks, then a file) into a private directory, so no layer is ever held in memory whole;
+layers of a base image only know where they live (a registry repository), so they are
+mounted or streamed, never downloaded just to be uploaded again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import stat
 import struct
 import tarfile
+import threading
 import types
+import weakref
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, BinaryIO
 
+from kodev.cache import temporary_file
 from kodev.errors import UsageError
 from kodev.oci.mediatypes import OCI_LAYER_GZIP
 
@@ -33,6 +39,10 @@ except ImportError:  # pragma: no cover - isal is a declared dependency
     _deflate_impl = zlib
     COMPRESSOR = "zlib-" + zlib.ZLIB_VERSION
 _LEVEL = 1
+# Streamed layers feed the compressor in blocks of exactly this size: ISA-L's output
+# depends on how its input is split, so a fixed split is what keeps digests reproducible.
+_BLOCK = 1 << 20
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
 # Windows layers mark every file with this security descriptor (ko, pkg/build/layer.go).
 WINDOWS_RAWSD = "AQAAgBQAAAAkAAAAAAAAAAAAAAABAgAAAAAABSAAAAAhAgAAAQIAAAAAAAUgAAAAIQIAAA=="
@@ -62,19 +72,38 @@ class Layer:
     location: BlobLocation | None = None
     annotations: dict[str, str] | None = None
     urls: list[str] | None = None
-    producer: Callable[[], bytes] | None = None
+    # A file holding the compressed bytes, or how to write one (a layer whose digest is
+    # known from the cache is only written if something needs its bytes).
+    path: Path | None = None
+    producer: Callable[[], Path] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def local(self) -> bool:
         """True when kodev can produce the bytes itself (not only copy them from a registry)."""
-        return self.data is not None or self.producer is not None
+        return self.data is not None or self.path is not None or self.producer is not None
+
+    def file(self) -> Path | None:
+        """The file with the compressed bytes (written now if it is not yet)."""
+        with self._lock:
+            if self.path is None and self.producer is not None:
+                self.path = self.producer()
+            return self.path
+
+    def open(self) -> BinaryIO:
+        """The compressed bytes as a stream."""
+        if self.data is not None:
+            return io.BytesIO(self.data)
+        path = self.file()
+        if path is None:
+            raise ValueError(f"layer {self.digest} has no local bytes")
+        return path.open("rb")
 
     def read(self) -> bytes:
-        if self.data is None:
-            if self.producer is None:
-                raise ValueError(f"layer {self.digest} has no local bytes")
-            self.data = self.producer()
-        return self.data
+        if self.data is not None:
+            return self.data
+        with self.open() as f:
+            return f.read()
 
     def descriptor(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -88,17 +117,101 @@ class Layer:
             out["annotations"] = self.annotations
         return out
 
-    def opener(self) -> Callable[[], io.BytesIO]:
-        return lambda: io.BytesIO(self.read())
+    def opener(self) -> Callable[[], BinaryIO]:
+        return self.open
 
 
 def gzip_deterministic(raw: bytes) -> bytes:
     """gzip with no name and mtime 0, so equal input gives equal output on every machine."""
     compressor = _deflate_impl.compressobj(_LEVEL, zlib.DEFLATED, -15)
     body: bytes = compressor.compress(raw) + compressor.flush()
-    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
     trailer = struct.pack("<II", zlib.crc32(raw) & 0xFFFFFFFF, len(raw) & 0xFFFFFFFF)
-    return header + body + trailer
+    return _GZIP_HEADER + body + trailer
+
+
+class GzipSink:
+    """Where a streamed layer's tar goes: gzip (as gzip_deterministic, but in fixed
+    blocks) into ``out``, hashing the tar (diff_id) and the gzip (digest) on the way."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self._compressor = _deflate_impl.compressobj(_LEVEL, zlib.DEFLATED, -15)
+        self._pending = bytearray()
+        self._raw = hashlib.sha256()
+        self._gz = hashlib.sha256()
+        self._crc = 0
+        self.raw_size = 0
+        self.size = 0
+        self._emit(_GZIP_HEADER)
+
+    def _emit(self, data: bytes) -> None:
+        if data:
+            self.out.write(data)
+            self._gz.update(data)
+            self.size += len(data)
+
+    def write(self, data: bytes) -> int:
+        self._raw.update(data)
+        self._crc = zlib.crc32(data, self._crc)
+        self.raw_size += len(data)
+        self._pending += data
+        while len(self._pending) >= _BLOCK:
+            self._emit(self._compressor.compress(bytes(self._pending[:_BLOCK])))
+            del self._pending[:_BLOCK]
+        return len(data)
+
+    def tell(self) -> int:  # tarfile asks where it is
+        return self.raw_size
+
+    def finish(self) -> tuple[str, str, int]:
+        """(diff_id, digest, compressed size) once the tar is complete."""
+        if self._pending:
+            self._emit(self._compressor.compress(bytes(self._pending)))
+            self._pending.clear()
+        self._emit(self._compressor.flush())
+        self._emit(struct.pack("<II", self._crc & 0xFFFFFFFF, self.raw_size & 0xFFFFFFFF))
+        return ("sha256:" + self._raw.hexdigest(), "sha256:" + self._gz.hexdigest(), self.size)
+
+
+def stream_layer(
+    directory: Path, fill: Callable[[TarBuilder], None], *, mtime: int = 0
+) -> tuple[Path, str, str, int]:
+    """Stream a layer into a new file in ``directory`` (an existing private directory;
+    ``fill`` adds the tar entries); returns (file, diff_id, digest, size). A failure or
+    an interruption removes the partial file at once."""
+    with temporary_file(directory, prefix="layer-") as (out, path):
+        sink = GzipSink(out)
+        tar = TarBuilder(mtime, fileobj=sink)
+        fill(tar)
+        tar.close()
+        diff_id, digest, size = sink.finish()
+    return path, diff_id, digest, size
+
+
+def write_layer(
+    directory: Path,
+    fill: Callable[[TarBuilder], None],
+    *,
+    mtime: int = 0,
+    media_type: str = OCI_LAYER_GZIP,
+) -> Layer:
+    """:func:`stream_layer` as a Layer that owns the file: it is removed when the Layer is
+    garbage collected (a long ``kodev up`` keeps only the layers it still uses) and, at
+    the latest, with ``directory``."""
+    path, diff_id, digest, size = stream_layer(directory, fill, mtime=mtime)
+    layer = Layer(digest=digest, diff_id=diff_id, size=size, media_type=media_type, path=path)
+    own_file(layer, path)
+    return layer
+
+
+def own_file(owner: object, path: Path) -> None:
+    """Remove ``path`` when ``owner`` is garbage collected."""
+    weakref.finalize(owner, _unlink_quietly, str(path))
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def layer_from_tar(raw_tar: bytes, media_type: str = OCI_LAYER_GZIP) -> Layer:
@@ -115,10 +228,12 @@ def layer_from_tar(raw_tar: bytes, media_type: str = OCI_LAYER_GZIP) -> Layer:
 class TarBuilder:
     """Writes tar entries with uid/gid 0, empty owner names and a fixed mtime."""
 
-    def __init__(self, mtime: int = 0) -> None:
+    def __init__(self, mtime: int = 0, fileobj: GzipSink | None = None) -> None:
+        """In memory (``finish()`` returns the bytes), or streamed into ``fileobj``."""
         self.buffer = io.BytesIO()
-        self.tar = tarfile.open(  # noqa: SIM115 - closed in finish()
-            fileobj=self.buffer, mode="w", format=tarfile.PAX_FORMAT
+        target: IO[bytes] = fileobj or self.buffer  # type: ignore[assignment]
+        self.tar = tarfile.open(  # noqa: SIM115 - closed in finish() or close()
+            fileobj=target, mode="w", format=tarfile.PAX_FORMAT
         )
         self.mtime = mtime
 
@@ -162,9 +277,33 @@ class TarBuilder:
         info.linkname = target
         self.tar.addfile(info)
 
+    def close(self) -> None:
+        self.tar.close()
+
     def finish(self) -> bytes:
         self.tar.close()
         return self.buffer.getvalue()
+
+
+def add_binary(
+    tar: TarBuilder,
+    binary: Path,
+    name: str,
+    *,
+    windows: bool = False,
+    capability_xattr: bytes | None = None,
+) -> None:
+    """The application layer: ``/ko-app/<name>`` (mode 0555), or the Windows layout."""
+    if windows:
+        for directory in (*WINDOWS_ROOT_DIRS, "Files/ko-app"):
+            tar.add_dir(directory, 0o555)
+        tar.add_file_from(f"Files/ko-app/{name}", binary, 0o555, WINDOWS_FILE_PAX)
+        return
+    pax = None
+    if capability_xattr is not None:
+        pax = {"SCHILY.xattr.security.capability": capability_xattr.decode("latin-1")}
+    tar.add_dir("ko-app", 0o555)
+    tar.add_file_from(f"ko-app/{name}", binary, 0o555, pax)
 
 
 def binary_layer_tar(
@@ -175,43 +314,39 @@ def binary_layer_tar(
     mtime: int = 0,
     capability_xattr: bytes | None = None,
 ) -> bytes:
-    """The application layer: ``/ko-app/<name>`` (mode 0555), or the Windows layout."""
+    """:func:`add_binary` as an in-memory tar (small binaries and tests)."""
     tar = TarBuilder(mtime)
-    if windows:
-        for directory in (*WINDOWS_ROOT_DIRS, "Files/ko-app"):
-            tar.add_dir(directory, 0o555)
-        tar.add_file_from(f"Files/ko-app/{name}", binary, 0o555, WINDOWS_FILE_PAX)
-        return tar.finish()
-    pax = None
-    if capability_xattr is not None:
-        pax = {"SCHILY.xattr.security.capability": capability_xattr.decode("latin-1")}
-    tar.add_dir("ko-app", 0o555)
-    tar.add_file_from(f"ko-app/{name}", binary, 0o555, pax)
+    add_binary(tar, binary, name, windows=windows, capability_xattr=capability_xattr)
     return tar.finish()
+
+
+def add_live(tar: TarBuilder, supervisor: Path) -> None:
+    """The live supervisor of ``kodev up --live`` at ``/kodev/live`` (mode 0555)."""
+    tar.add_dir("kodev", 0o555)
+    tar.add_file_from("kodev/live", supervisor, 0o555, None)
 
 
 def live_layer_tar(supervisor: Path, *, mtime: int = 0) -> bytes:
-    """The live supervisor of ``kodev up --live`` at ``/kodev/live`` (mode 0555)."""
     tar = TarBuilder(mtime)
-    tar.add_dir("kodev", 0o555)
-    tar.add_file_from("kodev/live", supervisor, 0o555, None)
+    add_live(tar, supervisor)
     return tar.finish()
 
 
-def kodata_layer_tar(
-    kodata: Path, *, allowed_root: Path, windows: bool = False, mtime: int = 0,
+def add_kodata(
+    tar: TarBuilder, kodata: Path, *, allowed_root: Path, windows: bool = False,
     live: bool = False,
-) -> bytes:
+) -> None:
     """``kodata/`` at ``/var/run/ko`` with every entry mode 0555, symlinks dereferenced.
 
-    A symlink may point anywhere inside ``allowed_root`` (ko's rule on main: the git root,
-    or ``KO_DATA_PATH_ALLOWED_ROOT``); a link that escapes it is an error, not a silent copy.
+    ``kodata`` itself, every directory under it and every symlink target must resolve to
+    a real path inside ``allowed_root`` (ko's rule on main: the git root, or
+    ``KO_DATA_PATH_ALLOWED_ROOT``): a ``kodata`` that is a symlink to a directory
+    elsewhere, or a link inside it that escapes, is an error, never a silent copy.
 
     ``live`` (``kodev up --live`` only): the files go to ``/kodev/kodata`` and
     ``/var/run/ko`` is a symlink to ``/kodev-live/kodata``, which the live supervisor
     points at them, and at newer kodata after a live swap.
     """
-    tar = TarBuilder(mtime)
     if windows:
         prefix, pax = "Files/var/run/ko", WINDOWS_FILE_PAX
         for directory in (*WINDOWS_ROOT_DIRS, "Files/var", "Files/var/run", prefix):
@@ -228,13 +363,22 @@ def kodata_layer_tar(
         for parent in ("var", "var/run"):
             tar.add_dir(parent, 0o755)
         tar.add_dir(prefix, 0o555)
-    if kodata.is_dir():
-        root = allowed_root.resolve()
-        for rel, path in _walk_kodata(kodata, root, windows=windows):
+    top = checked_kodata_dir(kodata, allowed_root)
+    if top is not None:
+        for rel, path in _walk_kodata(top, allowed_root.resolve(), windows=windows):
             if path.is_dir():
                 tar.add_dir(f"{prefix}/{rel}", 0o555)
             else:
                 tar.add_file_from(f"{prefix}/{rel}", path, 0o555, pax)
+
+
+def kodata_layer_tar(
+    kodata: Path, *, allowed_root: Path, windows: bool = False, mtime: int = 0,
+    live: bool = False,
+) -> bytes:
+    """:func:`add_kodata` as an in-memory tar."""
+    tar = TarBuilder(mtime)
+    add_kodata(tar, kodata, allowed_root=allowed_root, windows=windows, live=live)
     return tar.finish()
 
 
@@ -242,13 +386,35 @@ def kodata_tar(kodata: Path, *, allowed_root: Path) -> bytes:
     """``kodata/`` as a plain tar with relative names (what a live swap sends), by the
     same rules as the image's kodata layer."""
     tar = TarBuilder(0)
-    if kodata.is_dir():
-        for rel, path in _walk_kodata(kodata, allowed_root.resolve(), windows=False):
+    top = checked_kodata_dir(kodata, allowed_root)
+    if top is not None:
+        for rel, path in _walk_kodata(top, allowed_root.resolve(), windows=False):
             if path.is_dir():
                 tar.add_dir(rel, 0o555)
             else:
                 tar.add_file_from(rel, path, 0o555)
     return tar.finish()
+
+
+def checked_kodata_dir(kodata: Path, allowed_root: Path) -> Path | None:
+    """The real path of ``kodata`` (None when there is none), once it is known to lie
+    inside ``allowed_root``: ``kodata`` may be a symlink, or sit below one, only if the
+    directory it really is stays inside."""
+    if not os.path.lexists(kodata):
+        return None
+    real = kodata.resolve()
+    if not real.exists():
+        raise UsageError(f"kodata {kodata} is a broken symlink (target {real} is missing)")
+    if not real.is_dir():
+        return None
+    root = allowed_root.resolve()
+    if not real.is_relative_to(root):
+        raise UsageError(
+            f"kodata {kodata} is really {real}, outside {root}: its files would be copied "
+            "into the image",
+            hint="keep kodata/ inside the repository (or set KO_DATA_PATH_ALLOWED_ROOT)",
+        )
+    return real
 
 
 def _walk_kodata(
@@ -259,10 +425,14 @@ def _walk_kodata(
     rel: str = "",
     seen: frozenset[Path] = frozenset(),
 ) -> Iterator[tuple[str, Path]]:
+    """``top`` is a real directory inside ``allowed_root``; so is every directory this
+    walks into (a plain subdirectory of one, or a checked symlink target)."""
     real_top = top.resolve()
     if real_top in seen:
         raise UsageError(f"kodata symlink loop at {top}")
-    for entry in sorted(os.scandir(top), key=lambda e: e.name):
+    if not real_top.is_relative_to(allowed_root):  # a directory renamed or swapped meanwhile
+        raise UsageError(f"kodata directory {top} is really {real_top}, outside {allowed_root}")
+    for entry in sorted(os.scandir(real_top), key=lambda e: e.name):
         path = Path(entry.path)
         name = f"{rel}{entry.name}"
         if entry.is_symlink():
@@ -271,11 +441,13 @@ def _walk_kodata(
             target = path.resolve()
             if not target.is_relative_to(allowed_root):
                 raise UsageError(
-                    f"kodata symlink {path} points outside {allowed_root} (to {target})",
+                    f"kodata symlink {top / entry.name} points outside {allowed_root} "
+                    f"(to {target})",
                     hint="copy the file into kodata/ or set KO_DATA_PATH_ALLOWED_ROOT",
                 )
             if not target.exists():
-                raise UsageError(f"kodata symlink {path} is broken (target {target} is missing)")
+                raise UsageError(
+                    f"kodata symlink {top / entry.name} is broken (target {target} is missing)")
             path = target
         mode = path.stat().st_mode
         if stat.S_ISDIR(mode):
