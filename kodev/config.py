@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from kodev.errors import ConfigError
+from kodev.errors import ConfigError, UsageError
+from kodev.yamlsub import compose_yaml, construct_yaml, read_yaml_file
 
 DEFAULT_BASE_IMAGE = "cgr.dev/chainguard/static:latest"
 
@@ -99,18 +100,14 @@ class _FileReader:
         self.lines: dict[str, int] = {}
 
     def read(self) -> dict[str, Any]:
+        """The file's top-level mapping, read with kodev's limits for YAML (size, UTF-8,
+        aliases: see :mod:`kodev.yamlsub`)."""
+        source = str(self.path)
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read {self.path}: {exc.strerror}") from exc
-        try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.MarkedYAMLError as exc:
-            line = exc.problem_mark.line + 1 if exc.problem_mark else 0
-            raise ConfigError(
-                f"{self.path}:{line}: invalid YAML: {exc.problem}",
-                hint="fix the syntax; .ko.yaml is ordinary YAML",
-            ) from exc
+            node = compose_yaml(read_yaml_file(self.path), source)
+        except UsageError as exc:
+            raise ConfigError(exc.message, hint=exc.hint or "fix the syntax; .ko.yaml is "
+                                                            "ordinary YAML") from exc
         if node is None:
             return {}
         if not isinstance(node, yaml.MappingNode):
@@ -132,7 +129,10 @@ class _FileReader:
         if isinstance(node, yaml.SequenceNode):
             base = prefix[:-1]
             return [self._value(item, f"{base}[{i}].") for i, item in enumerate(node.value)]
-        return yaml.SafeLoader(" ").construct_object(node)
+        try:
+            return construct_yaml(node, str(self.path))
+        except UsageError as exc:
+            raise ConfigError(exc.message) from exc
 
 
 def _config_from_mapping(

@@ -3,6 +3,15 @@
 Which cluster, user and namespace: ``--kubeconfig`` (one file), else ``$KUBECONFIG``
 (several files joined by ``:``, merged as kubectl merges them), else ``~/.kube/config``;
 ``--context`` or the current context; ``-n`` or the context's namespace or ``default``.
+
+Every request has a timeout, set here once for every client kodev makes
+(:func:`api_client`): ``KODEV_REQUEST_TIMEOUT`` seconds (default
+:data:`REQUEST_TIMEOUT_S`) for the answer, and as long but at most
+:data:`CONNECT_TIMEOUT_S` to connect (TLS handshake included), so a stalled or
+half-open connection becomes an error instead of a hang. Calls that need another limit
+(watches, followed logs) pass their own; TCP keepalive finds a peer that has gone away
+under a long-lived stream. A GET that times out is retried once on a new connection;
+other methods are not retried.
 """
 
 from __future__ import annotations
@@ -18,6 +27,11 @@ from typing import Any
 from kodev.errors import KodevError, KubeError, UsageError
 
 DEFAULT_KUBECONFIG = "~/.kube/config"
+CONNECT_TIMEOUT_S = 10.0
+# A little longer than the API server's own limit for a request (60s), so that its
+# answer (a 504 naming the cause) comes first when the server is merely slow.
+REQUEST_TIMEOUT_S = 70.0
+REQUEST_TIMEOUT_ENV = "KODEV_REQUEST_TIMEOUT"
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,11 @@ class Cluster:
     context: str
     namespace: str
     namespace_explicit: bool  # given with -n: objects naming another namespace are an error
+    request_timeout: float = REQUEST_TIMEOUT_S  # seconds to wait for an answer
+
+    @property
+    def connect_timeout(self) -> float:
+        return min(CONNECT_TIMEOUT_S, self.request_timeout)
 
     def close(self) -> None:
         self.api.close()
@@ -80,8 +99,46 @@ def connect(options: KubeOptions, environ: Mapping[str, str] | None = None) -> C
     except OSError as exc:
         raise UsageError(f"kubeconfig {paths}: {exc.strerror or exc}") from exc
     namespace = options.namespace or chosen.get("context", {}).get("namespace") or "default"
-    return Cluster(client.ApiClient(configuration), configuration.host, chosen["name"],
-                   namespace, namespace_explicit=bool(options.namespace))
+    timeout = request_timeout(env)
+    return Cluster(api_client(configuration, timeout), configuration.host, chosen["name"],
+                   namespace, namespace_explicit=bool(options.namespace),
+                   request_timeout=timeout)
+
+
+def request_timeout(environ: Mapping[str, str]) -> float:
+    """``KODEV_REQUEST_TIMEOUT`` (seconds), else :data:`REQUEST_TIMEOUT_S`."""
+    text = environ.get(REQUEST_TIMEOUT_ENV, "").strip()
+    if not text:
+        return REQUEST_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise UsageError(f"{REQUEST_TIMEOUT_ENV}={text}: expected a number of seconds above 0")
+    return value
+
+
+def api_client(configuration: Any, timeout: float) -> Any:
+    """An ApiClient whose requests time out: every call that names no timeout of its own
+    gets (connect, read) = (min(:data:`CONNECT_TIMEOUT_S`, ``timeout``), ``timeout``).
+    The one place kodev makes ApiClients."""
+    import urllib3
+    from kubernetes import client
+
+    # urllib3's default retries three times on any error: a silent server would cost
+    # four timeouts. Connection errors and timed out GETs are retried once.
+    configuration.retries = urllib3.Retry(total=3, connect=1, read=1)
+    configuration.keep_alive = True  # TCP keepalive, as client-go dials
+    api: Any = client.ApiClient(configuration)
+    request = api.rest_client.request
+    default = (min(CONNECT_TIMEOUT_S, timeout), timeout)
+
+    def request_with_timeout(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        return request(*args, _request_timeout=_request_timeout or default, **kwargs)
+
+    api.rest_client.request = request_with_timeout
+    return api
 
 
 def _choose_context(contexts: list[dict[str, Any]] | None, current: dict[str, Any] | None,
@@ -104,12 +161,12 @@ def first_current_context(paths: str) -> str | None:
 
     (The Python client's merger lets the last file win; kodev follows kubectl.)
     """
-    import yaml
+    from kodev.yamlsub import load_yaml, read_yaml_file
 
     for path in paths.split(os.pathsep):
         try:
-            data = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError):
+            data = load_yaml(read_yaml_file(path), path)
+        except UsageError:  # unreadable: the client's own loader reports it
             continue
         if isinstance(data, dict) and data.get("current-context"):
             return str(data["current-context"])
@@ -151,12 +208,28 @@ def api_errors(cluster: Cluster, action: str) -> Iterator[None]:
     except ApiException as exc:
         raise api_error(exc, cluster, action) from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise unreachable(exc, cluster) from exc
+        raise unreachable(exc, cluster, action) from exc
 
 
-def unreachable(exc: BaseException, cluster: Cluster) -> KubeError:
+def unreachable(exc: BaseException, cluster: Cluster, action: str | None = None) -> KubeError:
+    import urllib3
+
     reason = getattr(exc, "reason", None) or exc
     text = str(reason)
+    what = f"cannot {action}: " if action else ""
+    # NewConnectionError (refused, no route) subclasses ConnectTimeoutError in urllib3.
+    refused = isinstance(reason, urllib3.exceptions.NewConnectionError)
+    if isinstance(reason, urllib3.exceptions.ConnectTimeoutError) and not refused:
+        return KubeError(f"{what}no connection to the Kubernetes API at {cluster.host} "
+                         f"within {cluster.connect_timeout:g}s",
+                         hint=f"is the cluster of context {cluster.context!r} running and "
+                              "reachable?")
+    if isinstance(reason, TimeoutError | urllib3.exceptions.TimeoutError) and not refused:
+        return KubeError(f"{what}the Kubernetes API at {cluster.host} did not answer within "
+                         f"{cluster.request_timeout:g}s",
+                         hint=f"is the API server of context {cluster.context!r} overloaded "
+                              f"or the connection stalled? {REQUEST_TIMEOUT_ENV} sets the "
+                              "limit in seconds")
     if "SSL" in type(reason).__name__ or "CERTIFICATE" in text.upper():
         return KubeError(f"TLS handshake with the Kubernetes API at {cluster.host} failed: "
                          f"{_last_clause(text)}",
@@ -170,8 +243,10 @@ def api_error(exc: Any, cluster: Cluster, action: str) -> KubeError:
     status = getattr(exc, "status", None)
     message = status_message(exc)
     if status == 401:
-        return KubeError(f"unauthorized: the API at {cluster.host} rejected the credentials "
-                         f"of context {cluster.context!r}", hint=message)
+        return KubeError(f"unauthorized: cannot {action}: the API at {cluster.host} rejected "
+                         f"the credentials of context {cluster.context!r} ({message})",
+                         hint="renew them (a token may have expired or been revoked) or "
+                              "choose another context")
     if status == 403:
         return KubeError(f"forbidden: cannot {action}: {message}",
                          hint=f"the user of context {cluster.context!r} needs RBAC permission")
@@ -206,6 +281,7 @@ def open_websocket(cluster: Cluster, path: str, protocols: str, where: str,
     """A WebSocket to the API server (``pods/exec``, ``pods/portforward``) with the
     kubeconfig's TLS and credentials: the one place kodev opens one. A 403 raises
     :class:`WebSocketForbidden`; any other failure a :class:`KubeError` naming ``where``."""
+    import websocket
     from kubernetes.stream import ws_client
     from websocket import WebSocketBadStatusException, WebSocketException
 
@@ -217,6 +293,9 @@ def open_websocket(cluster: Cluster, path: str, protocols: str, where: str,
     if token:
         headers["authorization"] = token
     try:
+        # The client's create_websocket takes no timeout: the library's default (the same
+        # in every thread) bounds the connection and the handshake.
+        websocket.setdefaulttimeout(cluster.request_timeout)
         ws = stream.create_websocket(configuration, url, headers)
     except WebSocketBadStatusException as exc:
         if exc.status_code == 403:

@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
+from kodev.errors import UsageError
 from kodev.kube.client import Cluster, api_errors, is_not_found
 
 LOCAL_REGISTRY_CONFIGMAP = ("kube-public", "local-registry-hosting")
@@ -33,9 +32,11 @@ class LocalRegistry:
 
 def parse_local_registry(text: str) -> LocalRegistry | None:
     """The ConfigMap's YAML value; None when it names no ``host``."""
+    from kodev.yamlsub import load_yaml
+
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
+        data = load_yaml(text, "ConfigMap kube-public/local-registry-hosting")
+    except UsageError:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("host"), str) or not data["host"]:
         return None

@@ -22,6 +22,9 @@ The engine of ``kodev logs`` and of the log pane of ``kodev up``. What it does, 
   the new instance is followed from its first line.
 * ``--since``/``--tail`` apply to containers running when following starts; containers
   that start later are shown from their first line (all their lines are new).
+* **Bounded.** At most :data:`MAX_LINE_BYTES` of a line is kept (the rest is counted and
+  named in the line), read in linear time however long the line; a 401 or 403, for a
+  watch or a log, ends following with that error instead of retrying forever.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from typing import Any, Literal
 
 from kodev.errors import KubeError, UsageError
 from kodev.kube.apply import MANAGED_BY_LABEL
-from kodev.kube.client import Cluster, api_errors, is_not_found
+from kodev.kube.client import Cluster, api_error, api_errors, is_not_found
 from kodev.kube.selector import LabelSelector, parse_selector, workload_selector
 from kodev.kube.watch import (
     MAX_BACKOFF_S,
@@ -48,6 +51,7 @@ from kodev.kube.watch import (
     ApiHttp,
     ListWatch,
     collection_path,
+    is_refused,
     is_transient,
     iter_lines,
     shutdown_connection,
@@ -67,6 +71,12 @@ _KIND_ALIASES = {
 _PALETTE = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
 _TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
 STOP_JOIN_S = 1.5
+# At most this much of one log line is kept and shown; the rest is dropped and counted
+# (a process printing megabytes without a newline must not fill kodev's memory).
+MAX_LINE_BYTES = 1024 * 1024
+# stop() waits this long in all for its threads (they are daemons, their sockets shut
+# down; one stuck connecting to an unresponsive API server must not delay an exit).
+STOP_WAIT_S = 0.5
 OutputMode = Literal["default", "raw", "json"]
 
 
@@ -165,6 +175,12 @@ def split_timestamp(raw: str) -> tuple[str, str]:
     if not space or timestamp_key(timestamp) is None:
         return "", raw
     return timestamp, message
+
+
+def cut_marker(dropped: int) -> str:
+    """What replaces the end of a line longer than :data:`MAX_LINE_BYTES`."""
+    return (f" [kodev: line cut, {dropped:,} more bytes not shown; at most "
+            f"{MAX_LINE_BYTES >> 20} MiB of a line is kept]")
 
 
 def colour_of(namespace: str, pod: str, container: str) -> int:
@@ -326,6 +342,8 @@ class _ContainerStream:
         try:
             response = self._open(params, read_timeout=60.0)
         except Exception as exc:  # best effort: the new instance matters more
+            if is_refused(exc):
+                raise self._refused(exc) from exc
             if not is_transient(exc):
                 raise
             return
@@ -339,6 +357,8 @@ class _ContainerStream:
             try:
                 response = self._open(params, read_timeout=None if follow else 60.0)
             except Exception as exc:  # classified below
+                if is_refused(exc):
+                    raise self._refused(exc) from exc
                 if not is_transient(exc) or is_not_found(exc):
                     return  # the Pod is gone: its removal notice comes from the watch
                 reported = self._report_retry(exc, reported)
@@ -374,6 +394,12 @@ class _ContainerStream:
         if self.first_sent_at is None:
             self.first_sent_at = time.time()
         return [*params, *self.first]
+
+    def _refused(self, exc: BaseException) -> KubeError:
+        """A 401/403 for the log: stop following with the API's reason (asking again
+        would be refused again)."""
+        return api_error(exc, self.follower.cluster,
+                         f"get pods/log of pod {self.key.pod} in namespace {self.key.namespace}")
 
     def _report_retry(self, exc: BaseException, reported: str) -> str:
         """A notice for an HTTP error (once per distinct message); connection errors are
@@ -420,8 +446,10 @@ class _ContainerStream:
     def _read(self, response: Any, replay: Replay) -> bool:
         """Show the new lines of ``response``; True if it ended cleanly (not dropped)."""
         try:
-            for raw in iter_lines(response):
+            for raw, dropped in iter_lines(response, MAX_LINE_BYTES):
                 timestamp, message = split_timestamp(raw)
+                if dropped:
+                    message += cut_marker(dropped)
                 if replay.accept(timestamp, message):
                     self.follower.emit(LogLine(timestamp, self.key.namespace, self.key.pod,
                                                self.key.container, message))
@@ -510,7 +538,7 @@ class LogFollower:
             raise self._failure
 
     def stop(self) -> None:
-        """End every stream and watch; returns within about STOP_JOIN_S seconds."""
+        """End every stream and watch; returns within about STOP_WAIT_S seconds."""
         with self._lock:
             if self._closed:
                 return
@@ -522,9 +550,10 @@ class LogFollower:
             stream.stop()
         for watch in self._watches:
             watch.close()
+        deadline = time.monotonic() + STOP_WAIT_S
         for thread in [*self._watch_threads, *(s.thread for s in streams)]:
             if thread.is_alive() and thread is not threading.current_thread():
-                thread.join(STOP_JOIN_S)
+                thread.join(max(0.0, deadline - time.monotonic()))
         self.http.close()
 
     # ---- used by the streams

@@ -36,7 +36,10 @@ from kodev.yamlsub import (
     Document,
     KoRef,
     YamlStream,
+    load_yaml,
     parse_stream,
+    read_yaml_file,
+    read_yaml_stream,
     starts_with_document_marker,
     substitute,
 )
@@ -70,9 +73,11 @@ class ResolvedDocument:
     source: str
     line: int
     text: str
+    first_line: int = 1  # the file's line where ``text`` begins, for messages
 
     def data(self) -> Any:
-        return yaml.safe_load(self.text)
+        """The document as Python data; an error names the line in the file."""
+        return load_yaml("\n" * (self.first_line - 1) + self.text, self.source)
 
 
 # --------------------------------------------------------------------------- input
@@ -112,24 +117,18 @@ def _manifests_in(directory: Path, recursive: bool) -> Iterator[Path]:
 
 
 def read_streams(files: Sequence[str], stdin: BinaryIO | None = None) -> list[YamlStream]:
-    """Read and parse every file (``-`` is stdin); invalid YAML names file and line."""
+    """Read and parse every file (``-`` is stdin) with kodev's limits for YAML (size,
+    UTF-8, aliases: :mod:`kodev.yamlsub`); invalid or refused YAML names file and line."""
     streams = []
     for name in files:
-        source = "<stdin>" if name == STDIN else name
-        raw = (stdin or sys.stdin.buffer).read() if name == STDIN else _read_file(name)
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise UsageError(f"{source}: not UTF-8 text (byte {exc.start})") from exc
+        if name == STDIN:
+            source = "<stdin>"
+            text = read_yaml_stream(stdin or sys.stdin.buffer, source)
+        else:
+            source = name
+            text = read_yaml_file(name)
         streams.append(parse_stream(text, source))
     return streams
-
-
-def _read_file(name: str) -> bytes:
-    try:
-        return Path(name).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {name}: {exc.strerror}") from exc
 
 
 # --------------------------------------------------------------------------- selector
@@ -274,14 +273,16 @@ def _render(selection: Selection, document: Document,
     replacements = {ref: references[ref.import_path] for ref in document.refs
                     if ref.import_path in references}
     text = substitute(stream.text, replacements, document.start, document.end)
+    first_line = stream.text.count("\n", 0, document.start) + 1
     mask = selection.list_items.get(document.index)
     if mask is not None:
-        text = _filtered_list(text, mask)
-    return ResolvedDocument(stream.source, document.line, text)
+        text = _filtered_list(text, mask, stream.source, first_line)
+        first_line = 1  # lines of the re-written List no longer match the file's
+    return ResolvedDocument(stream.source, document.line, text, first_line)
 
 
-def _filtered_list(text: str, mask: Sequence[bool]) -> str:
-    data = yaml.safe_load(text)
+def _filtered_list(text: str, mask: Sequence[bool], source: str, first_line: int) -> str:
+    data = load_yaml("\n" * (first_line - 1) + text, source)
     data["items"] = [item for item, keep in zip(data["items"], mask, strict=True) if keep]
     marker = "---\n" if starts_with_document_marker(text) else ""
     return marker + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)

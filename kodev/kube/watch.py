@@ -4,7 +4,8 @@ Both ``kodev logs`` (Pods and workloads, to know which containers to follow) and
 ``kodev up`` (workload status, to follow rollouts) keep a local copy of some collections
 up to date through :class:`ListWatch`: list, then watch from the list's
 ``resourceVersion``; a 410 Gone lists again; a dropped connection or an API server
-restart backs off and carries on; ``close()`` unblocks a reader at once.
+restart backs off and carries on; a 401/403 ends it; ``close()`` unblocks a reader at
+once. Streamed lines are cut in linear time with a cap (:class:`LineBuffer`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from kodev.kube.client import Cluster
+from kodev.errors import KubeError
+from kodev.kube.client import Cluster, api_client, api_error
 
 # The workload kinds kodev follows: kind -> (API path prefix, plural).
 WORKLOAD_APIS: dict[str, tuple[str, str]] = {
@@ -28,8 +30,12 @@ WORKLOAD_APIS: dict[str, tuple[str, str]] = {
     "DaemonSet": ("/apis/apps/v1", "daemonsets"),
 }
 WATCH_TIMEOUT_S = 300  # the server ends a watch after this; it is then resumed
-CONNECT_TIMEOUT_S = 10.0
+WATCH_READ_TIMEOUT_S = WATCH_TIMEOUT_S + 30  # a silent (half-open) watch is given up
 MAX_BACKOFF_S = 2.0
+READ_CHUNK = 64 * 1024  # bytes read from a stream at a time (a chunked response's piece)
+# A watch event is one JSON line holding one object; the API server stores objects of at
+# most about 1.5 MiB, so a longer line is not an event.
+MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 
 def collection_path(kind: str, namespace: str | None) -> str:
@@ -48,14 +54,12 @@ class ApiHttp:
     """Raw GETs through the kubernetes ApiClient (auth, TLS, proxies as configured)."""
 
     def __init__(self, cluster: Cluster) -> None:
-        from kubernetes import client
-
         configuration = copy.deepcopy(cluster.api.configuration)
         # One connection per followed container: a larger pool avoids urllib3's
         # "connection pool is full" warnings.
         configuration.connection_pool_maxsize = 256
         self.cluster = cluster
-        self.api: Any = client.ApiClient(configuration)
+        self.api: Any = api_client(configuration, cluster.request_timeout)
 
     def open(self, path: str, params: Sequence[tuple[str, str]], *,
              read_timeout: float | None, accept: str = "application/json") -> Any:
@@ -66,7 +70,8 @@ class ApiHttp:
             "GET", path, query_params=list(params), header_params={"Accept": accept},
             auth_settings=["BearerToken"])
         response = self.api.call_api(method, url, headers, body, post,
-                                     _request_timeout=(CONNECT_TIMEOUT_S, read_timeout))
+                                     _request_timeout=(self.cluster.connect_timeout,
+                                                       read_timeout))
         if not 200 <= response.status <= 299:
             response.read()
             raise ApiException.from_response(http_resp=response, body=None, data=None)
@@ -85,13 +90,13 @@ class ApiHttp:
             auth_settings=["BearerToken"])
         pool = self.api.rest_client.pool_manager.connection_from_url(url)
         connection = pool._new_conn()  # same TLS, proxy and certificates as the pool
-        connection.timeout = CONNECT_TIMEOUT_S
+        connection.timeout = self.cluster.connect_timeout
         parts = urllib.parse.urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         return connection, target, dict(headers)
 
     def get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
-        response = self.open(path, params, read_timeout=60.0)
+        response = self.open(path, params, read_timeout=self.cluster.request_timeout)
         try:
             return json.loads(response.data)
         finally:
@@ -101,17 +106,62 @@ class ApiHttp:
         self.api.close()
 
 
-def iter_lines(response: Any) -> Iterator[str]:
-    """Complete lines of a streamed response as they arrive; a partial last line is
-    yielded only when the stream ends cleanly."""
-    pending = b""
-    for chunk in response.stream(None):
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            yield line.decode("utf-8", "replace")
-    if pending:
-        yield pending.decode("utf-8", "replace")
+class LineBuffer:
+    """Cuts a byte stream into lines in linear time, keeping at most ``limit`` bytes of
+    any line: the rest of a longer line is counted, not kept, so a line without a newline
+    (a process printing megabytes in one go) costs bounded memory however long it gets.
+
+    Bytes are kept as the pieces they arrived in and joined once per line; each byte is
+    searched for a newline once (re-scanning a growing buffer would be quadratic).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._dropped = 0
+
+    def feed(self, chunk: bytes) -> list[tuple[bytes, int]]:
+        """The lines ``chunk`` completes, as (bytes kept, bytes dropped) pairs."""
+        lines = []
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            self._keep(chunk, start, end)
+            lines.append(self._take())
+            start = end + 1
+        self._keep(chunk, start, len(chunk))
+        return lines
+
+    def end(self) -> tuple[bytes, int] | None:
+        """The last line when the stream ends without a newline (None if there is none)."""
+        return self._take() if self._size or self._dropped else None
+
+    def _keep(self, chunk: bytes, start: int, end: int) -> None:
+        room = self.limit - self._size
+        if end - start > room:
+            self._dropped += end - start - room
+            end = start + room
+        if end > start:
+            self._parts.append(chunk[start:end])
+            self._size += end - start
+
+    def _take(self) -> tuple[bytes, int]:
+        line = (b"".join(self._parts), self._dropped)
+        self._parts, self._size, self._dropped = [], 0, 0
+        return line
+
+
+def iter_lines(response: Any, limit: int) -> Iterator[tuple[str, int]]:
+    """Complete lines of a streamed response as they arrive, as (text, bytes dropped):
+    at most ``limit`` bytes of a line are kept (see :class:`LineBuffer`). A partial last
+    line is yielded only when the stream ends cleanly."""
+    buffer = LineBuffer(limit)
+    for chunk in response.stream(READ_CHUNK):
+        for line, dropped in buffer.feed(chunk):
+            yield line.decode("utf-8", "replace"), dropped
+    last = buffer.end()
+    if last is not None:
+        yield last[0].decode("utf-8", "replace"), last[1]
 
 
 def shutdown_response(response: Any) -> None:
@@ -135,6 +185,28 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, urllib3.exceptions.HTTPError | OSError | ApiException | ValueError)
 
 
+def is_refused(exc: BaseException) -> bool:
+    """401 or 403: the credentials or RBAC say no, and asking again will not change that."""
+    from kubernetes.client.exceptions import ApiException
+
+    return isinstance(exc, ApiException) and exc.status in (401, 403)
+
+
+def describe(path: str) -> str:
+    """``/apis/apps/v1/namespaces/x/deployments`` -> ``deployments.apps in namespace x``."""
+    parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/")]
+    group = parts[1] if parts[0] == "apis" and len(parts) > 2 else ""
+    rest = parts[3:] if group else parts[2:]
+    namespace = ""
+    if len(rest) >= 2 and rest[0] == "namespaces":
+        namespace, rest = rest[1], rest[2:]
+    resource = "/".join(rest) + (f".{group}" if group and rest else "")
+    if not rest:
+        return f"namespace {namespace}" if namespace else path
+    return f"{resource} in namespace {namespace}" if namespace \
+        else f"{resource} in all namespaces"
+
+
 class ListWatch:
     """Keeps one collection in sync through callbacks: ``on_list(items)`` after every
     (re)list, ``on_event(type, object)`` for every watch event (bookmarks excluded),
@@ -142,7 +214,9 @@ class ListWatch:
 
     ``list()`` lists once and raises on failure (start-up checks); ``run()`` then loops
     until ``close()``, backing off 0.25 s doubling to 2 s on transient errors. A
-    non-transient error goes to ``on_fatal`` and ends the loop.
+    non-transient error goes to ``on_fatal`` and ends the loop; so does a 401 or 403 (as
+    the KubeError the user sees): a revoked token or a Role without ``watch`` would
+    only be refused again, forever.
     """
 
     def __init__(self, http: ApiHttp, path: str, params: Sequence[tuple[str, str]], *,
@@ -178,10 +252,11 @@ class ListWatch:
             except Exception as exc:  # transient ones are retried
                 if self._closed.is_set():
                     return
-                if not is_transient(exc):
+                if is_refused(exc) or not is_transient(exc):
+                    fatal = self._refused(exc) if is_refused(exc) else exc
                     if self.on_fatal is None:
-                        raise
-                    self.on_fatal(exc)
+                        raise fatal from exc
+                    self.on_fatal(fatal)
                     return
                 self.on_connection(False)
                 self._closed.wait(backoff)
@@ -194,19 +269,28 @@ class ListWatch:
         if response is not None:
             shutdown_response(response)
 
+    def _refused(self, exc: BaseException) -> BaseException:
+        """A 401/403 as the KubeError the user sees (retrying would only repeat it: a
+        revoked token or a Role without ``watch`` does not heal by itself)."""
+        verb = "list" if self.resource_version is None else "watch"
+        return api_error(exc, self.http.cluster, f"{verb} {describe(self.path)}")
+
     def _watch(self) -> None:
         """One watch request from the last resourceVersion; a 410 asks for a relist."""
         params = [*self.params, ("watch", "1"), ("allowWatchBookmarks", "true"),
                   ("timeoutSeconds", str(WATCH_TIMEOUT_S)),
                   ("resourceVersion", self.resource_version or "")]
-        response = self.http.open(self.path, params, read_timeout=WATCH_TIMEOUT_S + 30)
+        response = self.http.open(self.path, params, read_timeout=WATCH_READ_TIMEOUT_S)
         self.on_connection(True)
         with self._lock:
             self._response = response
         if self._closed.is_set():
             shutdown_response(response)
         try:
-            for raw in iter_lines(response):
+            for raw, dropped in iter_lines(response, MAX_EVENT_BYTES):
+                if dropped:
+                    raise KubeError(f"watch {describe(self.path)}: an event larger than "
+                                    f"{MAX_EVENT_BYTES >> 20} MiB from {self.http.cluster.host}")
                 event = json.loads(raw)
                 obj = event.get("object") or {}
                 kind = str(event.get("type"))

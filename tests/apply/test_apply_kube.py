@@ -132,7 +132,9 @@ def test_a_code_change_rolls_out_a_new_image(kube_kodev: Kodev, kube_api: Any,
     assert not exists(kube_api, apps(kube_api).read_namespaced_deployment, "worker", ns)
     old = apps(kube_api).read_namespaced_deployment("web", ns).spec.template.spec
     main = kube_kodev.workdir / "cmd" / "web" / "main.go"
-    main.write_text(main.read_text() + "\nvar _ = \"changed\"\n")
+    # A change that reaches the binary (an unused variable would not: identical code
+    # gives an identical binary).
+    main.write_text(main.read_text().replace('"motd:"', '"message of the day:"'))
     result = kube_kodev.run("apply", "-f", "config/app.yaml", "-n", ns, "-l", "app=web")
     assert result.stdout == "deployment.apps/web configured\n"
     new = apps(kube_api).read_namespaced_deployment("web", ns).spec.template.spec

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 
 import pytest
 
 from kodev.console import wants_color
 from kodev.errors import UsageError
 from kodev.kube.logs import (
+    MAX_LINE_BYTES,
     LogLine,
     LogNotice,
     Replay,
     colour_of,
+    cut_marker,
     format_line,
     format_notice,
     parse_workload_ref,
@@ -23,6 +26,7 @@ from kodev.kube.logs import (
     timestamp_key,
 )
 from kodev.kube.selector import workload_selector
+from kodev.kube.watch import LineBuffer, iter_lines
 
 T1 = "2026-01-01T10:00:00.100000000Z"
 T2 = "2026-01-01T10:00:00.2Z"  # a kubelet trims trailing zeros
@@ -163,3 +167,50 @@ def test_wants_color(monkeypatch: pytest.MonkeyPatch) -> None:
     assert wants_color("always", io.StringIO()) and not wants_color("never", Tty())
     monkeypatch.setenv("NO_COLOR", "1")
     assert not wants_color("auto", Tty())
+
+
+class _Streamed:
+    """A response whose body arrives in the given pieces (as urllib3's stream() gives)."""
+
+    def __init__(self, *pieces: bytes) -> None:
+        self.pieces = pieces
+        self.amounts: list[int | None] = []
+
+    def stream(self, amount: int | None) -> Iterator[bytes]:
+        self.amounts.append(amount)
+        yield from self.pieces
+
+
+def test_lines_are_cut_across_pieces_and_long_ones_capped() -> None:
+    buffer = LineBuffer(limit=5)
+    assert buffer.feed(b"ab") == []
+    assert buffer.feed(b"c\nde") == [(b"abc", 0)]
+    assert buffer.feed(b"fghij\n\nxy") == [(b"defgh", 2), (b"", 0)]
+    assert buffer.end() == (b"xy", 0)
+    assert buffer.end() is None
+    assert buffer.feed(b"0123456789") == [] and buffer.end() == (b"01234", 5)
+    response = _Streamed(b"one\ntw", b"o\nthree-is-long", b"er\n")
+    assert list(iter_lines(response, 6)) == [("one", 0), ("two", 0), ("three-", 9)]
+    assert response.amounts[0] is not None  # pieces are bounded, never a whole body
+
+
+def test_a_line_without_newline_takes_bounded_memory() -> None:
+    """8 MiB without a newline (the issue's case, 4.8 s before: the whole pending line was
+    copied and searched again for every piece) is kept only up to the cap."""
+    import tracemalloc
+
+    piece = b"x" * 4096
+    response = _Streamed(*([piece] * (8 * 1024 * 1024 // len(piece))), b"\nafter\n")
+    tracemalloc.start()
+    try:
+        lines = [(len(text), dropped) for text, dropped in iter_lines(response, MAX_LINE_BYTES)]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert lines == [(MAX_LINE_BYTES, 8 * 1024 * 1024 - MAX_LINE_BYTES), (5, 0)]
+    assert peak < 3 * MAX_LINE_BYTES, f"peak {peak:,} bytes"
+
+
+def test_a_cut_line_says_so() -> None:
+    assert cut_marker(7 * 1024 * 1024) == (" [kodev: line cut, 7,340,032 more bytes not shown; "
+                                           "at most 1 MiB of a line is kept]")

@@ -139,3 +139,17 @@ def test_bad_yaml_is_one_clear_line(kodev: Kodev, tmp_path: Path, text: str,
     assert result.returncode == 2
     assert result.stderr.startswith(f"kodev: error: {tmp_path}/{message}")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ordinary_anchors_still_work(kodev: Kodev, tmp_path: Path) -> None:
+    """Anchors, aliases and merge keys as real manifests use them (one map shared by
+    twenty objects) are not mistaken for a bomb: the output is the input."""
+    common = ", ".join(f"k{i}: v{i}" for i in range(200))
+    items = "".join(f"- {{apiVersion: v1, kind: ConfigMap, metadata: {{name: c{i}, labels: *l}},"
+                    f" data: {{<<: *common, own: x{i}}}}}\n" for i in range(20))
+    manifest = tmp_path / "anchors.yaml"
+    manifest.write_text("apiVersion: v1\nkind: List\nitems:\n"
+                        "- apiVersion: v1\n  kind: ConfigMap\n"
+                        "  metadata: {name: a, labels: &l {app: a}}\n"
+                        f"  data: &common {{{common}}}\n" + items)
+    assert kodev.run("resolve", "-f", str(manifest)).stdout == manifest.read_text()

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from kodev.errors import UsageError
-from kodev.yamlsub import parse_stream, starts_with_document_marker, substitute
+from kodev.yamlsub import (
+    MAX_YAML_BYTES,
+    load_yaml,
+    parse_stream,
+    read_yaml_file,
+    starts_with_document_marker,
+    substitute,
+)
 
 REF = "127.0.0.1:5000/demo/app-0123@sha256:" + "ab" * 32
 
@@ -206,3 +214,55 @@ def test_empty_and_comment_only_streams_have_no_documents() -> None:
 ])
 def test_starts_with_document_marker(text: str, marker: bool) -> None:
     assert starts_with_document_marker(text) is marker
+
+
+# --------------------------------------------------------------------------- limits
+
+
+def _nested_aliases(levels: int, width: int) -> str:
+    lines = [f"l0: &l0 [{', '.join(['x'] * width)}]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def test_aliases_within_go_yaml_limits_load() -> None:
+    """Aliasing that gopkg.in/yaml.v3 (ko, kubectl) accepts loads as with PyYAML: small
+    documents, and up to 99% of a larger one's nodes from aliases."""
+    for text in (_nested_aliases(3, 9), _nested_aliases(2, 40), _nested_aliases(2, 90)):
+        assert load_yaml(text, "ok.yaml") == yaml.safe_load(text)
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    (_nested_aliases(9, 9), "1:1: refused: aliases expand the document from 28 written nodes to "),
+    (_nested_aliases(4, 9), "1:1: refused: aliases expand the document from 18 written nodes to "
+                            "8,307 (an alias bomb)"),
+    ("a: &a [1, *a]\n", "1:11: refused: the alias *a is inside the node &a names"),
+    ("a: " + "[" * 101 + "]" * 101 + "\n", "1:103: refused: nested more than 100 levels deep"),
+    ("a: 1" + "0" * 5000 + "\n", "1:4: invalid YAML: Exceeds the limit (4300 digits)"),
+    ("a: b\x07\n", "1:5: invalid YAML: control character U+0007 is not allowed"),
+])
+def test_hostile_yaml_is_refused_with_file_and_line(text: str, says: str) -> None:
+    with pytest.raises(UsageError) as info:
+        load_yaml(text, "bad.yaml")
+    assert info.value.message.startswith(f"bad.yaml:{says}"), info.value.message
+
+
+def test_aliases_are_counted_over_the_whole_stream() -> None:
+    """Documents that each stay within the limit but together multiply the data: the
+    stream is kept whole, so the rule applies to it too."""
+    document = _nested_aliases(2, 90)  # 8,281 nodes, 98% from aliases: allowed alone
+    parse_stream(document, "one.yaml")
+    parse_stream("---\n".join([document] * 40), "forty.yaml")
+    with pytest.raises(UsageError, match="the documents up to here"):
+        parse_stream("---\n".join([document] * 100), "many.yaml")
+
+
+def test_files_over_the_cap_or_not_utf8_are_refused(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * (MAX_YAML_BYTES + 1))
+    with pytest.raises(UsageError, match=r"big.yaml: larger than 10 MiB"):
+        read_yaml_file(big)
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b"a: 1\nb: caf\xe9\n")
+    with pytest.raises(UsageError, match=r"latin1.yaml:2: not UTF-8 text \(byte 11\)"):
+        read_yaml_file(latin1)
