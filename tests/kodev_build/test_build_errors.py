@@ -42,6 +42,8 @@ def test_missing_package(kodev: Kodev) -> None:
 
 
 def test_compile_error_shows_the_compiler_output(kodev: Kodev, demo_module: Path) -> None:
+    """Fault: main.go calls an undefined function. User sees: the compiler's output (file and name)
+    above one 'go build failed' line; exit 3."""
     main = demo_module / "cmd" / "worker" / "main.go"
     main.write_text(main.read_text().replace("func main() {", "func main() {\n\tundefinedThing()"))
     result = kodev.run("build", "--push=false", "./cmd/worker", check=False)
@@ -71,6 +73,8 @@ def test_ko_yaml_type_error_names_the_key_and_line(kodev: Kodev, demo_module: Pa
 def test_kodata_symlink_escaping_the_repository(
     kodev: Kodev, demo_module: Path, tmp_path: Path
 ) -> None:
+    """Fault: a kodata file is a symlink to a file outside the repository. User sees: one line
+    saying it points outside; exit 2; nothing built."""
     secret = tmp_path / "outside.txt"
     secret.write_text("do not ship me")
     os.symlink(secret, demo_module / "cmd" / "web" / "kodata" / "leak.txt")
@@ -79,6 +83,8 @@ def test_kodata_symlink_escaping_the_repository(
 
 
 def test_registry_unreachable(kodev: Kodev) -> None:
+    """Fault: KO_DOCKER_REPO names a port nothing listens on. User sees: one line naming the
+    registry; exit 4."""
     result = kodev.run(
         "build", "./cmd/web", env={"KO_DOCKER_REPO": f"127.0.0.1:{closed_port()}/demo"}, check=False
     )
@@ -87,6 +93,8 @@ def test_registry_unreachable(kodev: Kodev) -> None:
 
 @pytest.mark.registry
 def test_base_image_missing(kodev: Kodev, registry, demo_module: Path) -> None:
+    """Fault: the base image does not exist in its registry. User sees: one line naming it;
+    exit 4."""
     result = kodev.run(
         "build",
         "./cmd/worker",
@@ -103,6 +111,8 @@ def test_base_image_missing(kodev: Kodev, registry, demo_module: Path) -> None:
 def test_unauthorized_registry_does_not_print_secrets(
     kodev: Kodev, registry_basic, tmp_path: Path
 ) -> None:
+    """Fault: the docker config holds a wrong password for the registry. User sees: one error
+    line, exit 4, and no part of the credential."""
     import base64
     import json
 

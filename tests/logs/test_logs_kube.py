@@ -247,8 +247,9 @@ def test_since_tail_container_json_and_timestamps(kube_env: KubeEnv, kube_api: A
 def test_resumes_after_all_connections_are_cut(kube_env: KubeEnv, kube_api: Any,
                                                kube_namespace: str, tmp_path: Path,
                                                logs_run: Callable[..., LogsProcess]) -> None:
-    """An API server "restart" (every connection dies, new ones are refused for a while)
-    mid-stream: nothing is lost, nothing repeated, and the Pod watch carries on."""
+    """Fault: every API connection under a running kodev logs is cut mid-stream and new ones are
+    refused for a while (an API server restart, through a proxy). User sees: the stream resumes;
+    no line lost, none repeated, the Pod watch carries on."""
     ns = kube_namespace
     deploy(kube_env, kube_api, ns, "web")
     web = one_pod(kube_api, ns, "web")
@@ -295,8 +296,8 @@ def test_resumes_after_all_connections_are_cut(kube_env: KubeEnv, kube_api: Any,
 def test_restarted_container_is_followed(kube_env: KubeEnv, kube_api: Any,
                                          kube_namespace: str,
                                          logs_run: Callable[..., LogsProcess]) -> None:
-    """The container exits non-zero and the kubelet restarts it (restartPolicy Always):
-    the old instance's last lines, then the new instance from its first line, each once."""
+    """Fault: the container exits non-zero and the kubelet restarts it. User sees: the old
+    instance's last lines, then the new instance from its first line, each once."""
     ns = kube_namespace
     deploy(kube_env, kube_api, ns, "web", args=("--say", "started"))
     web = one_pod(kube_api, ns, "web")

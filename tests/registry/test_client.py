@@ -191,6 +191,8 @@ def test_missing_blob_and_manifest(client: RegistryClient) -> None:
 def test_get_blob_detects_tampered_content(
     client: RegistryClient, registry: RegistryServer
 ) -> None:
+    """Fault: a blob's bytes are changed in the registry's storage (same size). User sees: a digest
+    mismatch error naming the digest; the bytes are never used."""
     repo, data = unique_repo("tamper"), os.urandom(4096)
     digest = blob_digest(data)
     client.upload_blob(repo, digest, len(data), opener_for(data))
@@ -256,6 +258,8 @@ def test_put_manifest_by_digest_and_delete(client: RegistryClient) -> None:
 def test_get_manifest_by_digest_detects_tampering(
     client: RegistryClient, registry: RegistryServer
 ) -> None:
+    """Fault: a manifest is changed in the registry's storage after it was pushed. User sees: a
+    digest mismatch error; the tampered manifest is never used."""
     repo, image = unique_repo("tampered"), make_test_image(annotation="original")
     digest = push_image(client, repo, image, "v1")
     stored = registry.blob_path(digest)
@@ -313,6 +317,8 @@ def test_relative_upload_locations(
 
 
 def test_unreachable_registry_fails_fast(docker_config: DockerConfig) -> None:
+    """Fault: nothing listens on the registry's port. User sees: 'cannot reach registry HOST
+    (connection refused)' with a hint, within 2 s."""
     host = f"127.0.0.1:{free_port()}"  # nothing listens there
     started = time.monotonic()
 
@@ -339,6 +345,8 @@ def outcomes(proxy: FlakyProxy) -> list[str]:
 def test_retries_transient_statuses(
     flaky_proxy: FlakyProxy, docker_config: DockerConfig, status: int
 ) -> None:
+    """Fault: the registry answers 500, 502, 503, 504 or 429 twice. User sees: nothing; the push is
+    retried and succeeds."""
     repo, image = unique_repo("retry"), make_test_image(annotation=f"retry-{status}")
     flaky_proxy.fail(2, status=status)
 
@@ -350,6 +358,8 @@ def test_retries_transient_statuses(
 
 
 def test_honours_retry_after(flaky_proxy: FlakyProxy, docker_config: DockerConfig) -> None:
+    """Fault: the registry answers 429 with Retry-After: 1. User sees: nothing; kodev waits as told
+    and goes on."""
     flaky_proxy.fail(1, status=429, retry_after="1")
     started = time.monotonic()
 
@@ -360,6 +370,8 @@ def test_honours_retry_after(flaky_proxy: FlakyProxy, docker_config: DockerConfi
 
 
 def test_retries_connection_resets(flaky_proxy: FlakyProxy, docker_config: DockerConfig) -> None:
+    """Fault: the registry resets the connection twice. User sees: nothing; the upload is retried
+    and succeeds."""
     repo, data = unique_repo("reset"), os.urandom(3000)
     flaky_proxy.fail(2, reset=True)
 
@@ -371,6 +383,8 @@ def test_retries_connection_resets(flaky_proxy: FlakyProxy, docker_config: Docke
 
 
 def test_gives_up_after_max_attempts(flaky_proxy: FlakyProxy, docker_config: DockerConfig) -> None:
+    """Fault: the registry answers 503 to every request. User sees: a registry error naming the
+    status after a bounded number of attempts (3 here)."""
     flaky_proxy.fail(10, status=503)
 
     with (
@@ -396,6 +410,8 @@ def test_no_retry_on_client_errors(flaky_proxy: FlakyProxy, docker_config: Docke
 def test_chunked_upload_restarts_after_failed_chunk(
     flaky_proxy: FlakyProxy, docker_config: DockerConfig
 ) -> None:
+    """Fault: one chunk of a chunked upload fails with 502. User sees: nothing; the upload restarts
+    from a reopened source and the blob arrives intact."""
     repo, data = unique_repo("restart-upload"), os.urandom(200_000)
     opener = CountingOpener(data)
     flaky_proxy.fail(1, status=502, methods={"PATCH"})
@@ -411,6 +427,9 @@ def test_chunked_upload_restarts_after_failed_chunk(
 def test_survives_registry_restart(
     registry_factory: RegistryFactory, docker_config: DockerConfig
 ) -> None:
+    """Fault: the registry process is stopped and started again under a client with pooled
+    connections. User sees: 'cannot reach registry' while it is down, then pushes and pulls work
+    again with no restart of kodev."""
     server = registry_factory.create("restarting")
     repo, first, second = unique_repo("restart"), os.urandom(5000), os.urandom(6000)
 
