@@ -66,16 +66,47 @@ def undocumented(root: Path = TESTS / "faults") -> list[str]:
             for name, docstring in _tests_in(path) if fault_of(docstring) is None]
 
 
+_ABBREVIATIONS = ("e.g", "i.e", "etc", "vs")
+_AREAS = {"api": "Kubernetes API", "kodev build": "build", "up": "kodev up"}
+
+
+def first_sentence(text: str) -> str:
+    """The table shows each docstring's first sentence; the test holds the rest. A sentence
+    ends at a full stop outside parentheses and quotes that is followed by a space."""
+    depth, quoted = 0, False
+    for i, char in enumerate(text):
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth = max(0, depth - 1)
+        elif char == '"':
+            quoted = not quoted
+        elif (char == "." and depth == 0 and not quoted and text[i + 1:i + 2] == " "
+              and not text[:i].endswith(_ABBREVIATIONS)):
+            return text[:i]
+    return text.rstrip(".")
+
+
+def area(test: str) -> str:
+    """tests/faults/test_build_faults.py -> build; tests/logs/test_x.py -> logs."""
+    path = Path(test.split("::")[0])
+    if path.parent.name == "faults":
+        name = path.stem.removeprefix("test_").removesuffix("_faults").replace("_", " ")
+    else:
+        name = path.parent.name.replace("_", " ")
+    return _AREAS.get(name, name)
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
 def markdown_table(entries: list[Fault]) -> str:
-    rows = ["| Fault injected | What the user sees | Test |", "| --- | --- | --- |"]
+    rows = ["| Area | Fault injected | What the user sees | Test |", "| --- | --- | --- | --- |"]
     for entry in entries:
         path, name = entry.test.split("::")
-        rows.append(f"| {_cell(entry.injected)} | {_cell(entry.user_sees)} | "
-                    f"[`{name}`]({path}) |")
+        rows.append(f"| {area(entry.test)} | {_cell(first_sentence(entry.injected))} | "
+                    f"{_cell(first_sentence(entry.user_sees))} | [`{name}`]({path}) |")
     return "\n".join(rows)
 
 

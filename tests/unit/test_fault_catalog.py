@@ -8,8 +8,10 @@ from tests.faults.catalog import (
     BEGIN,
     END,
     Fault,
+    area,
     fault_of,
     faults,
+    first_sentence,
     markdown_table,
     readme_table,
     undocumented,
@@ -41,3 +43,11 @@ def test_table_cells_escape_pipes(tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{BEGIN}\nold\n{END}\nrest\n")
     assert readme_table(readme) == "old"
+
+
+def test_the_table_shows_first_sentences_and_areas() -> None:
+    assert first_sentence('a (b. C) "d. E" e.g. f. Rest.') == 'a (b. C) "d. E" e.g. f'
+    assert first_sentence("one sentence.") == "one sentence"
+    assert area("tests/faults/test_build_faults.py::t") == "build"
+    assert area("tests/faults/test_api_faults.py::t") == "Kubernetes API"
+    assert area("tests/logs/test_logs_kube.py::t") == "logs"
