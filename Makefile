@@ -25,7 +25,7 @@ skaffold:
 help:
 	@echo "make demo   build the example app, push it to a local registry, run it (runc) and deploy it"
 	@echo "make test   install everything, start the test environment, run lint and all tests"
-	@echo "make bench  compare kodev with ko and go build; time kodev up (rollout and --live) on the real node"
+	@echo "make bench  compare kodev with ko and go build; time kodev up (rollout and --live) on the real node; the TUI's CPU"
 
 deps: apt-deps py-deps go-tools
 
@@ -73,6 +73,7 @@ demo: deps
 bench: deps
 	$(PYTHON) bench/run.py
 	$(PYTHON) bench/up.py
+	$(PYTHON) bench/tui.py
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

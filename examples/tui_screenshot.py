@@ -1,23 +1,20 @@
 """Capture the real ``kodev up`` screen on the demo app and save it as examples/tui.svg.
 
-Runs ``kodev up`` in a pseudo-terminal against the test environment, saves a change to
-the shared package (both images roll), reads the screen back with pyte (a VT100
-emulator) and renders exactly those characters and colours to SVG with rich.
+Runs ``kodev up`` in a pseudo-terminal (tests/support/terminal.py) against the test
+environment, saves two changes to the shared package (both workloads roll twice: their
+rows show the build and save→running times and a two-bar history), waits for the new
+code's lines in the log pane, reads the screen back with pyte (a VT100 emulator) and
+renders exactly those characters and colours to SVG with rich.
 Usage: python examples/tui_screenshot.py   (starts the test environment if needed)
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-import select
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
-import termios
-import time
 from pathlib import Path
 
 import pyte
@@ -26,31 +23,34 @@ from rich.text import Text
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.support, when run as a script
+from tests.support.terminal import Terminal  # noqa: E402
 from tests.support.testenv import namespace, testenv_environ  # noqa: E402
 
-ROWS, COLUMNS = 24, 118
+ROWS, COLUMNS = 32, 118  # tall enough for the log pane (on by default from 28 rows)
+BARS = "▁▂▃▄▅▆▇█"
 
 
 def environment() -> dict[str, str]:
     env = {**testenv_environ(), "TERM": "xterm-256color"}
-    env.pop("NO_COLOR", None)
+    for name in ("NO_COLOR", "COLUMNS", "LINES"):
+        env.pop(name, None)
     return env
 
 
-def pump(master: int, stream: pyte.ByteStream, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if select.select([master], [], [], 0.1)[0]:
-            stream.feed(os.read(master, 65536))
+def history(screen: str, workload: str) -> int:
+    """How many bars the workload's history shows (0 before its first save)."""
+    line = next((x for x in screen.splitlines() if x.lstrip("> ").startswith(workload)), "")
+    return sum(line.count(bar) for bar in BARS)
 
 
-def wait_for(master: int, stream: pyte.ByteStream, screen: pyte.Screen, text: str,
-             count: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while "\n".join(screen.display).count(text) < count:
-        if time.monotonic() > deadline:
-            raise SystemExit("the screen never showed " + text + ":\n" + "\n".join(screen.display))
-        pump(master, stream, 0.3)
+def colour(name: str) -> str | None:
+    """A pyte colour as rich spells it."""
+    if name == "default":
+        return None
+    if len(name) == 6 and all(c in "0123456789abcdef" for c in name.lower()):
+        return f"#{name}"
+    name = name.replace("brown", "yellow")
+    return f"bright_{name[6:]}" if name.startswith("bright") else name
 
 
 def to_svg(screen: pyte.Screen) -> str:
@@ -58,12 +58,18 @@ def to_svg(screen: pyte.Screen) -> str:
                       file=open(os.devnull, "w"))  # noqa: SIM115 - closed with the process
     for row in range(ROWS):
         line = Text()
+        run, run_style = "", ""
         for column in range(COLUMNS):
             char = screen.buffer[row][column]
-            style = "" if char.fg == "default" else char.fg.replace("brown", "yellow")
-            if char.bold:
-                style += " bold"
-            line.append(char.data, style=style.strip() or None)
+            fg, bg = colour(char.fg), colour(char.bg)
+            style = " ".join(part for part in (fg or "", f"on {bg}" if bg else "",
+                                               "bold" if char.bold else "",
+                                               "reverse" if char.reverse else "") if part)
+            if style != run_style:  # one span per run of equally styled characters
+                line.append(run, style=run_style or None)
+                run, run_style = "", style
+            run += char.data
+        line.append(run, style=run_style or None)
         console.print(line, crop=True, no_wrap=True)
     return console.export_svg(title="kodev up")
 
@@ -77,29 +83,30 @@ def main() -> int:
         env["KOCACHE"] = str(Path(scratch) / "kocache")
         name = f"kodev-shot-{os.getpid()}"
         namespace(env, name, create=True)
-        master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
-        screen = pyte.Screen(COLUMNS, ROWS)
-        stream = pyte.ByteStream(screen)
-        process = subprocess.Popen([sys.executable, "-m", "kodev", "up", "-f", "config", "-n",
-                                    name, "--logs=false"], cwd=module, env=env,
-                                   stdin=slave, stdout=slave, stderr=slave,
-                                   start_new_session=True)
+        terminal = Terminal(ROWS, COLUMNS)
         try:
-            wait_for(master, stream, screen, " ready", 2)
+            terminal.start([sys.executable, "-m", "kodev", "up", "-f", "config", "-n", name],
+                           module, env)
+            terminal.wait_for(lambda t: t.count("1/1") >= 2 and t.count(" ready") >= 2, 180,
+                              "both workloads ready")
             greeting = module / "internal/greeting/greeting.go"
-            greeting.write_text(greeting.read_text().replace("hello from", "hi from"))
-            wait_for(master, stream, screen, "rollout complete", 4)
-            pump(master, stream, 1.0)
-            svg = to_svg(screen)
-            os.write(master, b"q")
-            process.wait(timeout=30)
+            for saves, (old, new) in enumerate((("hello from", "hi from"),
+                                                ("hi from", "hey from")), start=1):
+                greeting.write_text(greeting.read_text().replace(old, new))
+                terminal.wait_for(lambda t, n=saves: all(
+                    history(t, w) >= n for w in ("deployment/web", "deployment/worker"))
+                    and t.count(" ready") >= 2, 180, f"both rolled {saves} time(s)")
+            terminal.wait_for(lambda t: "hey from" in t, 60, "the new code in the log pane")
+            terminal.pump(1.0)
+            svg = to_svg(terminal.screen)
+            text = terminal.text()
+            terminal.send(b"q")
+            terminal.wait_exit(30)
         finally:
-            if process.poll() is None:
-                process.kill()
+            terminal.close()
             namespace(env, name, create=False)
     (REPO / "examples/tui.svg").write_text(svg)
-    print("\n".join(screen.display))
+    print(text)
     return 0
 
 

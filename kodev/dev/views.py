@@ -23,7 +23,8 @@ _COLOURS = {
 
 
 class LineView:
-    """``kodev up --no-tui``: ``HH:MM:SS kind      message``; compiler output in full."""
+    """``kodev up --no-tui``: ``HH:MM:SS kind      message``; compiler output in full.
+    The ``workload`` events (a copy of a TUI row, for ``--json``) are not printed."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
@@ -31,6 +32,8 @@ class LineView:
         self._lock = threading.Lock()
 
     def __call__(self, event: UpEvent) -> None:
+        if event.kind == "workload":  # a row's new state: the events before it said it
+            return
         if event.kind == "log":
             line = self._log_line(event)
         else:
