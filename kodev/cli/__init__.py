@@ -23,7 +23,8 @@ exit codes:
   3  go build / go list failed (the compiler's output is shown)
   4  registry error (unreachable, unauthorized, not found)
   5  Kubernetes API error
-  130 interrupted (Ctrl-C)
+  130 interrupted (Ctrl-C, SIGINT); kodev up exits 0 when Ctrl-C stops it cleanly
+  143 terminated (SIGTERM); kodev up: as for Ctrl-C
 """
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -89,16 +90,24 @@ def parse_with_passthrough(parser: argparse.ArgumentParser, argv: list[str]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = make_parser()
-    args = parse_with_passthrough(parser, list(sys.argv[1:] if argv is None else argv))
-    if not args.command:
-        parser.print_help(sys.stderr)
-        return 2
-    name = ALIASES.get(args.command, args.command)
-    from kodev.cli.runner import run_command
+    from kodev.cache import remove_temporaries
+    from kodev.cli.runner import interrupts, run_command
 
-    module = importlib.import_module(f"kodev.cli.{COMMANDS[name][0]}")
-    return run_command(module.run, args)
+    interrupts.install()  # Ctrl-C and SIGTERM end every command within 2 s
+    # first thing on a forced exit, before the (time-bounded) atexit functions
+    interrupts.at_forced_exit(remove_temporaries)
+    try:
+        parser = make_parser()
+        args = parse_with_passthrough(parser, list(sys.argv[1:] if argv is None else argv))
+        if not args.command:
+            parser.print_help(sys.stderr)
+            return 2
+        name = ALIASES.get(args.command, args.command)
+        module = importlib.import_module(f"kodev.cli.{COMMANDS[name][0]}")
+        code = run_command(module.run, args)
+    except KeyboardInterrupt as exc:  # before the command ran (parsing, imports)
+        code = interrupts.interrupted(exc)
+    return interrupts.finish(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

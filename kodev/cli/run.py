@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from kodev.cli.build import key_values, options_from_args, publish_patterns
+from kodev.cli.runner import interrupts
 from kodev.errors import UsageError
 
 
@@ -23,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
         spec = RunSpec(name=name or default_pod_name(published.repository),
                        image=published.reference, import_path=published.import_path,
                        args=tuple(args.args), env=env)
-        return PodRun(cluster, spec, start_timeout=args.timeout).run()
+        return PodRun(cluster, spec, start_timeout=args.timeout,
+                      at_forced_exit=interrupts.at_forced_exit).run()
     finally:
         cluster.close()

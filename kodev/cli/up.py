@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -33,7 +32,6 @@ def run(args: argparse.Namespace) -> int:
     )
     dashboard = Dashboard()
     loop = DevLoop(settings, dashboard)
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: loop.stop())
     use_tui = not (args.no_tui or args.json) and sys.stdout.isatty() and sys.stdin.isatty()
     if args.json:
         from kodev.dev.views import JsonView
@@ -45,12 +43,17 @@ def run(args: argparse.Namespace) -> int:
         dashboard.subscribe(LineView())
     try:
         if use_tui:
+            from kodev.cli.runner import interrupts
             from kodev.dev.tui import Tui
 
             keys = {b"c": ("c roll out live changes", loop.converge)} if args.live else {}
-            code = Tui(dashboard, "kodev up", loop.stop, keys).run(loop.run)
+            tui = Tui(dashboard, "kodev up", loop.stop, keys)
+            interrupts.at_forced_exit(tui.restore_terminal)
+            code = tui.run(loop.run)
         else:
             code = loop.run()
     except KeyboardInterrupt:
-        code = 0  # Ctrl-C is how a dev loop ends; shutdown already ran in loop.run
+        # Ctrl-C (or SIGTERM, raised as its subclass) is how a dev loop ends: exit 0 once
+        # loop.run's shutdown ran; the runner cuts a shutdown that takes too long.
+        code = 0
     return code

@@ -159,14 +159,17 @@ class DevLoop:
         self.retry_at: float | None = None
         self.backoff = 0.5
         self._deploy_attempts = 0
+        self._pod_workload: dict[tuple[str, str], str] = {}  # (namespace, pod) -> workload
+        dashboard.rebuild_handler = self.rebuild
+        self.config_error = False  # .ko.yaml failed to load: reload it on every batch
 
     # ================================================================ lifecycle
 
     def run(self) -> int:
         try:
             self.prepare()
-            while not self.deploy():
-                batch = self.changes.next_batch(timeout=None)
+            while not self.deploy():  # a compile error, or a registry still down
+                batch = self.changes.next_batch(timeout=self._until_retry())
                 if ChangeQueue.STOP in batch.requests or self.stopping.is_set():
                     return 0
             self._start_cluster_watchers()
@@ -177,7 +180,7 @@ class DevLoop:
                 batch = self.changes.next_batch(timeout=self._until_retry())
                 if ChangeQueue.STOP in batch.requests or self.stopping.is_set():
                     break
-                self.iterate(batch)
+                self._iterate_safely(batch)
                 if self.retry_at is None:  # nothing failed: the next failure starts afresh
                     self.backoff = 0.5
         finally:
@@ -200,26 +203,44 @@ class DevLoop:
 
     def deploy(self) -> bool:
         """Build and push every image, apply the manifests. False after a compile error
-        (reported; the next save tries again), as the loop does for later builds."""
+        or a bad file (reported; the next save tries again), or when the registry or the
+        API server cannot be reached (retried with back-off), as the loop does later."""
         assert self.pipeline is not None
-        if self._deploy_attempts:  # a retry after a fix: the manifests may have changed too
-            self._load_manifests()
+        retry = self._deploy_attempts > 0
         self._deploy_attempts += 1
-        refs = [r for s in self.selections.values() for r in s.refs]
         try:
+            if retry:  # after a fix: the manifests and .ko.yaml may have changed too
+                self._load_manifests()
+                self._replace_pipeline()
+            refs = [r for s in self.selections.values() for r in s.refs]
             self._plan_references(refs)
             built = self.pipeline.rebuild(list(self.targets.values()))
+            self.failed_builds.clear()
+            self.dashboard.set_error(None)
+            for result in self._publish(built):
+                self._record(result)
+            self._apply(list(self.selections), started=time.monotonic())
         except BuildError as exc:
             self._build_failed(set(self.targets), exc)
-            self.dashboard.emit("waiting", "nothing is deployed until it builds: fix the error "
-                                "and save, kodev up tries again")
+            self._waiting("it builds: fix the error and save")
             return False
-        self.failed_builds.clear()
-        self.dashboard.set_error(None)
-        for result in self._publish(built):
-            self._record(result)
-        self._apply(list(self.selections), started=time.monotonic())
+        except RETRIABLE as exc:
+            self._schedule_retry(set(self.targets), set(), exc)
+            self._waiting("this works")
+            return False
+        except KodevError as exc:
+            if not retry:  # bad input at start-up: one line and exit 2, as any command
+                raise
+            self.dashboard.emit("error", f"{exc}: fix it and save; kodev up keeps watching")
+            self._waiting("the error is fixed")
+            return False
+        self.retry_images, self.retry_files, self.retry_at = set(), set(), None
+        self.backoff = 0.5
         return True
+
+    def _waiting(self, until: str) -> None:
+        self.dashboard.emit("waiting", f"nothing is deployed until {until}; kodev up "
+                            "keeps watching and tries again")
 
     def shutdown(self) -> None:
         self.stopping.set()
@@ -376,7 +397,8 @@ class DevLoop:
         if isinstance(event, LogLine):
             self.dashboard.emit("log", format_line(event), namespace=event.namespace,
                                 pod=event.pod, container=event.container,
-                                timestamp=event.timestamp, line=event.message)
+                                timestamp=event.timestamp, line=event.message,
+                                workload=self._workload_of_pod(event.namespace, event.pod))
         elif event.kind in ("added", "removed", "restarted"):
             self.dashboard.emit("logs", format_notice(event), namespace=event.namespace,
                                 pod=event.pod, container=event.container)
@@ -403,7 +425,7 @@ class DevLoop:
             plan.manifests |= self.retry_files
             self.retry_images, self.retry_files, self.retry_at = set(), set(), None
         try:
-            if plan.reload_config:
+            if plan.reload_config or self.config_error:
                 images |= self._reload_config()
             elif plan.refresh_graph:
                 self._refresh_graph()
@@ -411,11 +433,27 @@ class DevLoop:
         except BuildError as exc:
             self._build_failed(images or set(self.targets), exc)
             return
+        except RETRIABLE as exc:
+            self._schedule_retry(images or set(self.targets), set(), exc)
+            return
+        except KodevError as exc:  # .ko.yaml does not parse, names a bad base, ...
+            self.dashboard.emit("error", f"{exc}: fix it and save; kodev up keeps watching")
+            return
         images = (images | self.failed_builds) & set(self.targets)
         if images:
             self._rebuild_and_swap(sorted(images), started)
         if plan.manifests:
             self._reapply(sorted(plan.manifests), started)
+
+    def _iterate_safely(self, batch: Batch) -> None:
+        """One iteration; an error no step handled is shown and retried, never the end
+        of the loop (the last good images stay deployed)."""
+        try:
+            self.iterate(batch)
+        except RETRIABLE as exc:  # rebuilding everything is safe: unchanged images stay
+            self._schedule_retry(set(self.targets), set(), exc)
+        except KodevError as exc:
+            self.dashboard.emit("error", f"{exc}: kodev up keeps watching")
 
     def _add_requests(self, batch: Batch, plan: Plan) -> None:
         for request in batch.requests:
@@ -424,14 +462,28 @@ class DevLoop:
                 plan.manifests.add(Path(value))
             elif kind == "converge" and self.live_ahead:
                 self._converge(batch.first_seen or time.monotonic(), follow=True)
+            elif kind == "rebuild" and value in self.targets:
+                plan.images.add(value)
 
     def _reload_config(self) -> set[str]:
-        assert self.pipeline is not None
-        self.dashboard.emit("config", ".ko.yaml changed: reloading it, rebuilding every image")
-        self.pipeline.close()
-        self.pipeline = self._make_pipeline()
+        """.ko.yaml changed (or is still broken): read it again, rebuild every image. An
+        error in it is reported and leaves the loop waiting for the next save of it;
+        meanwhile nothing is built with the old configuration."""
+        self.dashboard.emit("config", ".ko.yaml still has an error: reading it again"
+                            if self.config_error else
+                            ".ko.yaml changed: reloading it, rebuilding every image")
+        self.config_error = True
+        self._replace_pipeline()
         self._plan(self.targets)
+        self.config_error = False
         return set(self.targets)
+
+    def _replace_pipeline(self) -> None:
+        """A new pipeline from .ko.yaml as it is now; the old one stays until that worked."""
+        pipeline = self._make_pipeline()
+        if self.pipeline is not None:
+            self.pipeline.close()
+        self.pipeline = pipeline
 
     def _refresh_graph(self) -> None:
         began = time.monotonic()
@@ -462,6 +514,9 @@ class DevLoop:
             built = self.pipeline.rebuild([self.targets[ip] for ip in images])
         except BuildError as exc:
             self._build_failed(set(images), exc)
+            return
+        except RETRIABLE as exc:  # the base's registry, a full disk in the cache
+            self._schedule_retry(set(images), set(), exc)
             return
         seconds = time.monotonic() - began
         self.failed_builds -= set(images)
@@ -743,6 +798,12 @@ class DevLoop:
         """From another thread (the TUI): roll the live changes out now."""
         self.changes.request("converge")
 
+    def rebuild(self, import_paths: Iterable[str]) -> None:
+        """From another thread (the TUI's ``r``): build, push and roll these images now,
+        changed or not (a no-op build reports itself unchanged)."""
+        for ip in import_paths:
+            self.changes.request(f"rebuild:{ip}")
+
     # ================================================================ manifests
 
     def _apply(self, files: Sequence[Path], started: float) -> None:
@@ -791,6 +852,7 @@ class DevLoop:
                     self.pending[workload] = PendingRollout(runs, started, 0, "apply")
                 for ip in runs:
                     self.dashboard.update(ip, state=ROLLING)
+                self.dashboard.add_workload(str(workload), workload.namespace, sorted(runs))
         if self.forwards is not None:
             self.forwards.ensure(p for specs in self.ports.values() for p in specs)
         if self.watch is not None:  # a re-applied file may bring a new namespace
@@ -889,6 +951,22 @@ class DevLoop:
         self.dashboard.emit("failed", f"{workload}: {problem}", workload=str(workload),
                             reason=problem)
 
+    def _workload_of_pod(self, namespace: str, pod: str) -> str | None:
+        """The workload (``deployment/web``) a Pod belongs to, for the log events (the
+        TUI's log pane shows the selected workload's lines)."""
+        key = (namespace, pod)
+        found = self._pod_workload.get(key)
+        if found is None and self.watch is not None:
+            if len(self._pod_workload) > 1000:  # Pods of rollouts long gone
+                self._pod_workload.clear()
+            for workload in list(self.workload_file):
+                if workload.namespace == namespace and any(
+                        p["metadata"].get("name") == pod
+                        for p in self.watch.workload_pods(workload)):
+                    found = self._pod_workload[key] = str(workload)
+                    break
+        return found
+
     def _import_paths_of(self, workload: WorkloadRef) -> set[str]:
         return {ip for ip, slots in self.slots.items() if any(s.workload == workload
                                                                for s in slots)}
@@ -932,6 +1010,7 @@ class DevLoop:
             else:
                 self.dashboard.update(ip, state=READY, message="")
         timing: dict[str, Any] = {"save_to_ready_seconds": round(latency, 3),
+                                  "save_to_running_seconds": round(latency, 3),
                                   "mode": "rolled"} if after_save else {}
         self.dashboard.emit("ready", f"{workload}: rollout complete, "
                             f"{latency:.2f}s after {pending.cause}", workload=str(workload),
@@ -948,6 +1027,7 @@ class DevLoop:
                 if status is not None:
                     ready += status.ready
                     desired += status.desired
+                    self.dashboard.set_pods(str(workload), status.ready, status.desired)
             row = self.dashboard.row(ip)
             if (row.ready, row.desired) != (ready, desired):
                 self.dashboard.update(ip, ready=ready, desired=desired)
@@ -982,8 +1062,9 @@ class DevLoop:
         self.retry_at = time.monotonic() + self.backoff
         for ip in images:
             self.dashboard.update(ip, state=FAILED, message=str(exc))
-        self.dashboard.emit("retry", f"{exc}: retrying in {self.backoff:.1f}s "
-                            "(the last good image stays deployed)",
+        kept = ("the last good image stays deployed" if self.deployed
+                else "nothing is deployed yet")
+        self.dashboard.emit("retry", f"{exc}: retrying in {self.backoff:.1f}s ({kept})",
                             images=sorted(images), retry_seconds=self.backoff)
         self.backoff = min(self.backoff * 2, MAX_BACKOFF_SECONDS)
 

@@ -7,22 +7,22 @@ What ``kubectl run --rm --attach --restart=Never`` does for ``ko run``, through 
 2. watch it until its container runs (or ends); a container that cannot start (image
    pull, bad config) is an error, and so is not starting within ``--timeout``;
 3. follow the container's log to stdout while watching until the container terminates;
-4. delete the Pod, also after an error or Ctrl-C / SIGTERM, and return the container's
-   exit code.
+4. delete the Pod, also after an error or Ctrl-C / SIGTERM (which kodev's runner turns
+   into KeyboardInterrupt), and return the container's exit code. The deletion has a
+   short timeout of its own: an unresponsive API server cannot hold the exit up.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import re
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from types import FrameType
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import IO, Any
 
 from kodev.errors import KubeError, UsageError
@@ -33,6 +33,13 @@ from kodev.kube.watch import ApiHttp, ListWatch, collection_path
 
 LOG_DRAIN_SECONDS = 2.0  # after the container ended, how long the log stream may still talk
 LOG_CHUNK_BYTES = 4096
+# Deleting the Pod on the way out (also on Ctrl-C/SIGTERM, whose exit kodev's runner
+# forces 1.4 s after the signal) may wait this long for an answer, twice (the API
+# client retries a read timeout once), before it is given up with a warning.
+DELETE_TIMEOUT_S = 0.6
+# Registers a last word for a process cut off before this step ends; returns its remover
+# (kodev.cli.runner.Interrupts.at_forced_exit).
+AtForcedExit = Callable[[Callable[[], None]], Callable[[], None]]
 _DNS_LABEL_MAX = 63
 
 
@@ -106,28 +113,12 @@ def container_state(pod: dict[str, Any], container: str) -> ContainerState:
     return ContainerState(False, None, None)
 
 
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a CI runner cancelling) cleans up like Ctrl-C does."""
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 class PodRun:
     """Runs one ``RunSpec`` in ``cluster.namespace``; ``run()`` returns the exit code."""
 
     def __init__(self, cluster: Cluster, spec: RunSpec, *, start_timeout: float,
-                 out: IO[bytes] | None = None, say: Callable[[str], None] | None = None) -> None:
+                 out: IO[bytes] | None = None, say: Callable[[str], None] | None = None,
+                 at_forced_exit: AtForcedExit | None = None) -> None:
         from kubernetes import client
 
         self.cluster = cluster
@@ -138,19 +129,26 @@ class PodRun:
         self.start_timeout = start_timeout
         self.out = out if out is not None else sys.stdout.buffer
         self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.at_forced_exit = at_forced_exit
 
     @property
     def where(self) -> str:
         return f'pod "{self.spec.name}" in namespace {self.namespace}'
 
     def run(self) -> int:
-        with sigterm_as_interrupt():
+        created = False
+        try:
             self._create()
-            try:
-                return self._attach()
-            finally:
+            created = True
+            return self._attach()
+        except KeyboardInterrupt:
+            if not created:  # interrupted while creating: the create may have gone through
+                self._delete(quiet=True)
+            raise
+        finally:
+            if created:
                 self._delete()
-                self.http.close()
+            self.http.close()
 
     # ---------------------------------------------------------------- steps
 
@@ -249,18 +247,37 @@ class PodRun:
         except Exception as exc:  # the Pod may be gone; logs are best effort
             self.say(f"{self.where}: log stream ended: {type(exc).__name__}")
 
-    def _delete(self) -> None:
+    def _delete(self, *, quiet: bool = False) -> None:
+        """Delete the Pod, within 2 x DELETE_TIMEOUT_S; a failure is a warning. ``quiet``: say
+        nothing unless a Pod was there (the create was interrupted)."""
         from kubernetes.client.exceptions import ApiException
 
+        left = f"kodev: warning: {self.where} may still exist: delete it yourself\n"
+        forgotten = self.at_forced_exit(lambda: _write_stderr(left)) \
+            if self.at_forced_exit is not None else None
         try:
-            with api_errors(self.cluster, f"delete {self.where}"):
+            # (the error message names the timeout this request had)
+            with api_errors(replace(self.cluster, request_timeout=DELETE_TIMEOUT_S),
+                            f"delete {self.where}"):
                 try:
                     self.core.delete_namespaced_pod(self.spec.name, self.namespace,
-                                                    grace_period_seconds=0)
+                                                    grace_period_seconds=0,
+                                                    _request_timeout=DELETE_TIMEOUT_S)
                 except ApiException as exc:
                     if not is_not_found(exc):
                         raise
+                    if quiet:
+                        return
         except KubeError as exc:
-            self.say(f"kodev: warning: {exc.message}; delete it yourself")
+            self.say(f"kodev: warning: {exc.message}; delete {self.where} yourself")
             return
+        finally:
+            if forgotten is not None:
+                forgotten()
         self.say(f"{self.where} deleted")
+
+
+def _write_stderr(text: str) -> None:
+    """For a process being cut off: no Python-level lock that another thread may hold."""
+    with contextlib.suppress(OSError):
+        os.write(2, text.encode())
