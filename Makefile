@@ -25,7 +25,7 @@ skaffold:
 help:
 	@echo "make demo   build the example app, push it to a local registry, run it (runc) and deploy it"
 	@echo "make test   install everything, start the test environment, run lint and all tests"
-	@echo "make bench  compare kodev with ko and go build; time kodev up (rollout and --live) on the real node; the TUI's CPU"
+	@echo "make bench  compare kodev with ko and go build; time kodev up (rollout and --live) on the real node; the TUI's CPU; Skaffold with kodev vs its ko builder"
 
 deps: apt-deps py-deps go-tools
 
@@ -70,10 +70,11 @@ test: deps lint skaffold
 demo: deps
 	PYTHON=$(PYTHON) bash examples/demo.sh
 
-bench: deps
+bench: deps skaffold
 	$(PYTHON) bench/run.py
 	$(PYTHON) bench/up.py
 	$(PYTHON) bench/tui.py
+	$(PYTHON) bench/skaffold.py --dev
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -54,7 +54,8 @@ def add_build_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--insecure-registry",
         action="store_true",
-        help="allow plain http and unverified TLS to the registry",
+        help="allow plain http and unverified TLS to the KO_DOCKER_REPO registry only "
+        "(base images stay verified https)",
     )
     group.add_argument("--oci-layout-path", metavar="DIR", help="also write an OCI layout")
     group.add_argument(
@@ -266,6 +267,8 @@ examples (skaffold.yaml, see skaffold-plugin/README.md):
     buildCommand: kodev skaffold build ./cmd/web     # Skaffold runs it via sh -c
     dependencies:
       command: kodev skaffold deps ./cmd/web       # prints a JSON array of files
+    hooks:                                         # init writes it: no Docker daemon
+      before: [{command: [kodev, skaffold, check]}]  # -> say to push to a registry
   kodev skaffold init -f config/                   # writes skaffold.yaml
 """
 
@@ -297,6 +300,12 @@ def add_skaffold_flags(name: str, parser: argparse.ArgumentParser) -> None:
         description="Print a JSON array of the files (relative to the context) whose change "
         "can change the image: module-local Go sources of the binary's packages, embedded "
         "files, kodata/, go.mod, go.sum, go.work, .ko.yaml.")
+    sub.add_parser(
+        "check", help="the artifacts' hooks.before: stop early when Skaffold wants the image "
+        "in a Docker daemon and none answers",
+        description="Exit 0 unless SKAFFOLD_PUSH_IMAGE (Skaffold's build hooks) or "
+        "PUSH_IMAGE is false and no Docker daemon answers; then one line saying what to set "
+        "(build.local.push: true and a default repo).")
     for command in (build, deps):
         command.add_argument("importpath", nargs="?", metavar="IMPORTPATH",
                              help="main package (default: the .ko.yaml build in the context, "
@@ -311,7 +320,8 @@ def add_skaffold_flags(name: str, parser: argparse.ArgumentParser) -> None:
     build.add_argument("--sbom", choices=("spdx", "cyclonedx", "none"), default="none",
                        help="SBOM to attach (default none, like Skaffold's ko builder)")
     build.add_argument("--insecure-registry", action="store_true",
-                       help="allow plain http to a registry that is not on loopback")
+                       help="allow plain http and unverified TLS to the target registry "
+                       "only (base images stay verified https)")
     init = sub.add_parser(
         "init", help="write a skaffold.yaml for the ko:// references in YAML files",
         description="Write skaffold.yaml with one kodev custom artifact per distinct "

@@ -9,6 +9,10 @@
 * ``deps`` is ``custom.dependencies.command``: the JSON array of the files the image is
   built from, from :mod:`kodev.golang.graph`. Skaffold runs it (no shell) once per loop
   iteration per artifact, so its imports stay light: no httpx, rich or kubernetes.
+* ``check`` is the artifact's ``hooks.before`` (a build lifecycle hook, which Skaffold
+  runs before its own builder code): with ``SKAFFOLD_PUSH_IMAGE=false`` Skaffold wants the
+  image in a Docker daemon and, without one, would stop with a Docker client error before
+  ever calling ``build``. ``check`` stops first with one line saying what to set.
 * ``init`` writes a ``skaffold.yaml`` with one custom artifact per ``ko://`` reference.
   The artifacts are named ``ko://<importpath>``: Skaffold accepts that prefix in image
   names and replaces ``image:`` values equal to it, so manifests stay unchanged (and keep
@@ -33,10 +37,13 @@ if TYPE_CHECKING:
 
 SKAFFOLD_API_VERSION = "skaffold/v4beta13"  # Skaffold >= 2.15 reads it
 KO_SCHEME = "ko://"
+# Each artifact's hooks.before: when Skaffold pushes (the usual case) only a shell starts;
+# otherwise `kodev skaffold check` makes sure a Docker daemon can take the image.
+CHECK_HOOK = ("sh", "-c", 'test "$SKAFFOLD_PUSH_IMAGE" = true || exec kodev skaffold check')
 
 
 def run(args: argparse.Namespace) -> int:
-    commands = {"build": run_build, "deps": run_deps, "init": run_init}
+    commands = {"build": run_build, "deps": run_deps, "init": run_init, "check": run_check}
     return commands[args.skaffold_command](args)
 
 
@@ -281,15 +288,38 @@ def require_docker_daemon(request: HookRequest, environ: Mapping[str, str]) -> N
             "holds one platform per tag",
             hint="push to a registry (build.local.push: true) for multi-platform images",
         )
+    require_docker_for(request.repository, "PUSH_IMAGE=false", environ)
+
+
+def require_docker_for(image: str, variable: str, environ: Mapping[str, str]) -> None:
+    """One line saying exactly what to set when no Docker daemon can take ``image``."""
     problem = docker_problem(environ)
     if problem:
         raise UsageError(
-            f"PUSH_IMAGE=false: Skaffold wants {request.repository} in a local Docker daemon, "
-            f"but {problem}",
-            hint="use a registry instead: build.local.push: true in skaffold.yaml plus "
-            "--default-repo=localhost:5000, or a cluster with a KEP-1755 local registry, "
-            "which Skaffold pushes to by itself",
+            f"{variable}: Skaffold wants {image} in a local Docker daemon, but {problem}",
+            hint="let Skaffold push to a registry instead: set build.local.push: true in "
+            "skaffold.yaml (or pass --push) and a default repo the cluster pulls from "
+            "(--default-repo=localhost:5000); a cluster with a KEP-1755 local registry "
+            "gets both by itself",
         )
+
+
+# --------------------------------------------------------------------------- check
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """The artifact's ``hooks.before``: Skaffold's build hooks get ``SKAFFOLD_PUSH_IMAGE``
+    and ``SKAFFOLD_IMAGE``. Pushing needs nothing here; loading needs a Docker daemon, and
+    without one Skaffold's own daemon check (which runs before the custom builder, so
+    before ``kodev skaffold build`` could say anything) would fail with a Docker client
+    error. Exit 0 when the build can go ahead."""
+    environ = dict(os.environ)
+    name = "SKAFFOLD_PUSH_IMAGE" if "SKAFFOLD_PUSH_IMAGE" in environ else "PUSH_IMAGE"
+    if push_wanted({"PUSH_IMAGE": environ.get(name, "true")}):
+        return 0
+    image = environ.get("SKAFFOLD_IMAGE") or environ.get("IMAGE") or "the image"
+    require_docker_for(image, f"{name}=false", environ)
+    return 0
 
 
 def docker_problem(environ: Mapping[str, str]) -> str | None:
@@ -399,6 +429,7 @@ def skaffold_config(
                 "buildCommand": f"kodev skaffold build {path}",
                 "dependencies": {"command": f"kodev skaffold deps {path}"},
             },
+            "hooks": {"before": [{"command": list(CHECK_HOOK), "os": ["darwin", "linux"]}]},
         }
         for path in import_paths
     ]
@@ -425,6 +456,7 @@ def render_config(config: Mapping[str, Any]) -> str:
         "# Artifacts are named ko://<importpath> like the manifests' image: values, which\n"
         "# Skaffold replaces with the built tag@digest. dependencies.command lists exactly\n"
         "# the files each binary is built from (go list -deps), so a change rebuilds only\n"
-        "# the images it can affect.\n"
+        "# the images it can affect. hooks.before: when Skaffold does not push (local\n"
+        "# cluster, build.local.push: false) it needs a Docker daemon; the check says so.\n"
     )
     return header + yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False)

@@ -179,3 +179,24 @@ def test_main_package_defaults_to_the_ko_yaml_build(
     proc = run_hook("kodev skaffold deps", demo_module, hook_env)
     assert proc.returncode == 0, proc.stderr
     assert "cmd/web/main.go" in json.loads(proc.stdout)
+
+
+def test_check_hook_lets_a_push_through_and_stops_a_load_without_a_daemon(
+    demo_module: Path, hook_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The artifacts' hooks.before as Skaffold runs a build hook (argv, no shell, with
+    SKAFFOLD_PUSH_IMAGE and SKAFFOLD_IMAGE set)."""
+    from kodev.cli.skaffold import CHECK_HOOK
+
+    env = {**hook_env, "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock",
+           "SKAFFOLD_IMAGE": "127.0.0.1:1/demo-web:v1"}
+    pushed = subprocess.run(list(CHECK_HOOK), cwd=demo_module, capture_output=True,
+                            text=True, env={**env, "SKAFFOLD_PUSH_IMAGE": "true"})
+    assert (pushed.returncode, pushed.stdout, pushed.stderr) == (0, "", "")
+    loaded = subprocess.run(list(CHECK_HOOK), cwd=demo_module, capture_output=True,
+                            text=True, env={**env, "SKAFFOLD_PUSH_IMAGE": "false"})
+    assert loaded.returncode == 2 and loaded.stdout == ""
+    assert loaded.stderr.strip().splitlines() == [loaded.stderr.strip()]
+    assert loaded.stderr.startswith("kodev: error: SKAFFOLD_PUSH_IMAGE=false: Skaffold wants "
+                                    "127.0.0.1:1/demo-web:v1 in a local Docker daemon")
+    assert "build.local.push: true" in loaded.stderr and "--default-repo=" in loaded.stderr

@@ -30,6 +30,11 @@ def test_init_writes_one_custom_artifact_per_ko_reference(kodev: Kodev, demo_mod
             "buildCommand": f"kodev skaffold build {path}",
             "dependencies": {"command": f"kodev skaffold deps {path}"},
         }
+        # Skaffold's build hook: the Docker check for PUSH_IMAGE=false (test_real_skaffold)
+        assert artifact["hooks"] == {"before": [{
+            "command": ["sh", "-c",
+                        'test "$SKAFFOLD_PUSH_IMAGE" = true || exec kodev skaffold check'],
+            "os": ["darwin", "linux"]}]}
 
 
 def test_the_shipped_example_is_what_init_writes_for_the_demo(

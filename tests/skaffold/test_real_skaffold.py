@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from tests.fixtures.kodev import REPO_ROOT, crane
+from tests.skaffold.conftest import kodev_calls, run_skaffold, skaffold_env, skaffold_flags
 
-BUILD_SCRIPT = REPO_ROOT / "tests" / "skaffold" / "build.sh"
 EXAMPLE = REPO_ROOT / "skaffold-plugin" / "skaffold.yaml"
 WEB = "example.com/kodev-demo/cmd/web"
 WORKER = "example.com/kodev-demo/cmd/worker"
@@ -21,23 +21,9 @@ WORKER = "example.com/kodev-demo/cmd/worker"
 pytestmark = [pytest.mark.registry, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def skaffold_bin() -> str:
-    check = subprocess.run([str(BUILD_SCRIPT), "--check"], check=False)
-    if check.returncode != 0:
-        pytest.skip("Skaffold is not built yet: run `make skaffold` (builds "
-                    "github.com/GoogleContainerTools/skaffold/v2 from the module proxy)")
-    path = subprocess.run([str(BUILD_SCRIPT), "--print"], check=True, capture_output=True,
-                          text=True).stdout.strip()
-    return path
-
-
 def skaffold(skaffold_bin: str, cwd: Path, env: dict[str, str], *args: str
              ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([skaffold_bin, *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, f"skaffold {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
-    return proc
+    return run_skaffold(skaffold_bin, cwd, env, *args)
 
 
 def test_skaffold_build_pushes_what_it_records(
@@ -101,3 +87,30 @@ def test_skaffold_rebuilds_only_the_image_an_edit_can_change(
     assert second[f"ko://{WEB}"] == first[f"ko://{WEB}"]
     assert second[f"ko://{WORKER}"] != first[f"ko://{WORKER}"]
     assert f"Building [ko://{WORKER}]" in log and f"Building [ko://{WEB}]" not in log, log
+
+
+def test_push_false_without_a_docker_daemon_fails_with_what_to_set(
+    skaffold_bin: str, demo_module: Path, tmp_path: Path
+) -> None:
+    """Skaffold with push off (what it picks for a local cluster without a KEP-1755
+    registry) wants the images in a Docker daemon and checks for one before it runs a
+    custom builder. The artifacts' hooks.before (kodev skaffold check) runs earlier: the
+    build stops, nothing is built, and the output says what to set."""
+    shutil.copy(EXAMPLE, demo_module / "skaffold.yaml")
+    calls = tmp_path / "kodev-calls.log"
+    env = skaffold_env(tmp_path, calls=calls)
+    env["DOCKER_HOST"] = f"unix://{tmp_path}/no-docker.sock"  # no daemon answers there
+    proc = run_skaffold(skaffold_bin, demo_module, env, "build", "--push=false",
+                        "--default-repo=127.0.0.1:1/sk", *skaffold_flags(tmp_path),
+                        check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    ours = [line for line in output.splitlines() if line.startswith("kodev: error:")]
+    assert len(ours) == 1, output
+    assert ours[0].startswith("kodev: error: SKAFFOLD_PUSH_IMAGE=false: Skaffold wants "
+                              "127.0.0.1:1/sk/example_com_kodev-demo_cmd_"), output
+    assert "no Docker daemon answers" in ours[0]
+    assert "build.local.push: true" in ours[0] and "--default-repo=" in ours[0]
+    assert "goroutine " not in output and "panic:" not in output and "Traceback" not in output
+    assert not [c for c in kodev_calls(calls) if c.startswith("skaffold build")]
+
