@@ -70,7 +70,7 @@ def test_fish_script_completes_commands_flags_and_choices(kodev: Kodev, tmp_path
     assert "--password-stdin" in complete("kodev login --pass")
     assert complete("kodev completion ") == ["bash", "fish", "zsh"]
     assert {"spdx", "cyclonedx", "none"} <= set(complete("kodev build --sbom "))
-    assert set(complete("kodev skaffold ")) == {"build", "deps", "init"}
+    assert set(complete("kodev skaffold ")) == {"build", "check", "deps", "init"}
 
 
 def test_zsh_script_is_valid_and_registers_with_compinit(kodev: Kodev, tmp_path: Path) -> None:
