@@ -244,10 +244,7 @@ def _read_capped(response: httpx.Response, limit: int, what: str, registry: str)
                     "kodev accepts"
                 )
     except httpx.TransportError as exc:
-        raise RegistryUnreachable(
-            f"lost the connection to registry {registry} during {what} "
-            f"({unreachable_reason(exc)})"
-        ) from exc
+        raise _lost_connection(registry, what, exc) from exc
     finally:
         response.close()
     return bytes(data)
@@ -323,16 +320,18 @@ class BlobReader(io.RawIOBase):
         super().close()
 
 
+def _lost_connection(registry: str, what: str, exc: httpx.TransportError) -> RegistryUnreachable:
+    return RegistryUnreachable(
+        f"lost the connection to registry {registry} during {what} ({unreachable_reason(exc)})")
+
+
 def _iterate_and_close(
     response: httpx.Response, what: str, registry: str
 ) -> Generator[bytes, None, None]:
     try:
         yield from response.iter_bytes()
     except httpx.TransportError as exc:
-        raise RegistryUnreachable(
-            f"lost the connection to registry {registry} during {what} "
-            f"({unreachable_reason(exc)})"
-        ) from exc
+        raise _lost_connection(registry, what, exc) from exc
     finally:
         response.close()
 

@@ -34,7 +34,7 @@ class CuttableProxy:
         with self._lock:
             sockets, self._sockets = self._sockets, set()
         for sock in sockets:
-            _kill(sock)
+            kill_socket(sock)
 
     def restore(self) -> None:
         self._down.clear()
@@ -51,12 +51,12 @@ class CuttableProxy:
             except OSError:
                 return
             if self._down.is_set():
-                _kill(client)  # the "server" is down: reset at once
+                kill_socket(client)  # the "server" is down: reset at once
                 continue
             try:
                 upstream = socket.create_connection(self.upstream, timeout=5)
             except OSError:
-                _kill(client)
+                kill_socket(client)
                 continue
             upstream.settimeout(None)
             with self._lock:
@@ -73,11 +73,12 @@ def _pump(source: socket.socket, target: socket.socket) -> None:
     except OSError:
         pass
     finally:
-        _kill(source)
-        _kill(target)
+        kill_socket(source)
+        kill_socket(target)
 
 
-def _kill(sock: socket.socket) -> None:
+def kill_socket(sock: socket.socket) -> None:
+    """Shut a socket down both ways and close it, ignoring errors (a peer may be gone)."""
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):

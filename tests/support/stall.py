@@ -20,7 +20,6 @@ TLS passes through untouched, as with CuttableProxy.
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
 import time
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.support.proxy import kill_socket
 
 
 class StallingProxy:
@@ -85,7 +86,7 @@ class StallingProxy:
         with self._changed:
             sockets, self._sockets = self._sockets, set()
         for sock in sockets:
-            _kill(sock)
+            kill_socket(sock)
         self.listener.close()
 
     # ---------------------------------------------------------------- internals
@@ -116,7 +117,7 @@ class StallingProxy:
         try:
             self._serve_open(client)
         finally:
-            _kill(client)
+            kill_socket(client)
             with self._changed:
                 self.open_clients -= 1
 
@@ -131,7 +132,7 @@ class StallingProxy:
         try:
             upstream = socket.create_connection(self.upstream, timeout=5)
         except OSError:
-            _kill(client)
+            kill_socket(client)
             return
         upstream.settimeout(None)
         self._track(upstream)
@@ -158,15 +159,9 @@ class StallingProxy:
         except OSError:
             pass
         finally:
-            _kill(source)
-            _kill(target)
+            kill_socket(source)
+            kill_socket(target)
 
-
-def _kill(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-    with contextlib.suppress(OSError):
-        sock.close()
 
 
 def stalling_api_server(kube_env: Any, kubeconfig: Path, *, stalled: bool = False
