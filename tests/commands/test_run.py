@@ -207,6 +207,8 @@ def test_run_exit_code_zero_and_default_pod_name(
 
 def test_interrupt_deletes_the_pod(running: Callable[..., Running], kube_api: Any,
                                    kube_namespace: str) -> None:
+    """Fault: Ctrl-C while kodev run follows its running Pod. User sees: 'kodev: interrupted',
+    exit 130, and the Pod is deleted."""
     run = running("./cmd/job", "-n", kube_namespace, "--name", "job-int", "--", "wait")
     assert run.next_line() == "first line"  # the real process has started
     run.proc.send_signal(signal.SIGINT)

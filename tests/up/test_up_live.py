@@ -141,6 +141,9 @@ def _limited_kubeconfig(kube_api: Any, kube_env: Any, namespace: str, path: Path
 def test_without_pods_exec_it_rolls_out_and_says_why(
         up_module: Path, start_up: Any, kube_api: Any, kube_namespace: str, kube_env: Any,
         tmp_path: Path) -> None:
+    """Fault: kodev up --live runs as a ServiceAccount whose RBAC lacks pods/exec. User sees: a
+    live-fallback event saying pods/exec is forbidden; the change rolls out instead and the
+    new Pod answers."""
     kubeconfig = _limited_kubeconfig(kube_api, kube_env, kube_namespace,
                                      tmp_path / "limited.kubeconfig")
     up = start_up(up_module, kube_env.registry, extra=LIVE, kubeconfig=kubeconfig)
@@ -162,9 +165,10 @@ def test_without_pods_exec_it_rolls_out_and_says_why(
 def test_a_transfer_cut_half_way_leaves_the_old_process_serving(
         up_module: Path, start_up: Any, kube_api: Any, kube_namespace: str,
         kube_env: Any) -> None:
-    """The swap is driven here with the kubernetes client's own exec stream (not kodev's),
-    which sends half of what it announces and hangs up, then a whole transfer whose sha256
-    does not match: the supervisor refuses both and the old process goes on serving."""
+    """Fault: a live transfer is cut half-way, then a whole transfer arrives whose sha256 does
+    not match. User sees: the supervisor refuses both and the old process goes on serving.
+    The swap is driven here with the kubernetes client's own exec stream (not kodev's),
+    which sends half of what it announces and hangs up."""
     from kubernetes import client
     from kubernetes.stream import stream
 

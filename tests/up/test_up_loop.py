@@ -123,6 +123,9 @@ def test_new_import_refreshes_the_graph(up_module: Path, start_up: Any, kube_env
 def test_compile_error_is_reported_and_a_fix_recovers(
         up_module: Path, start_up: Any, kube_api: Any, kube_namespace: str,
         kube_env: Any) -> None:
+    """Fault: a save that does not compile while kodev up runs. User sees: a compile-error
+    event with the compiler's file:line; the last good image stays deployed and the loop
+    keeps watching; the fixing save rolls out."""
     up = start_up(up_module, kube_env.registry)
     since = up.started()
     before = deployment_images(kube_api, kube_namespace)
@@ -181,9 +184,11 @@ def _gamma_change_survives(up: Any, kube_api: Any, namespace: str, *, break_: An
 def test_registry_restart_mid_loop_is_survived(
         up_module: Path, start_up: Any, registry_factory: Any, kube_api: Any,
         kube_namespace: str) -> None:
-    """The registry kodev pushes to goes away and comes back. This registry is a separate
-    one on the machine's 127.0.0.1, which the node (in its own network namespace) cannot
-    pull from: so this test follows the push and the patch, not the rollout."""
+    """Fault: the registry kodev up pushes to is stopped while a change is saved, then started
+    again. User sees: retry events while it is down, then the push and the patch land. This
+    registry is a separate one on the machine's 127.0.0.1, which the node (in its own
+    network namespace) cannot pull from: so this test follows the push and the patch, not
+    the rollout."""
     registry = registry_factory.create("up-restart")
     up = start_up(up_module, registry.host)
     _, after = _gamma_change_survives(up, kube_api, kube_namespace, break_=registry.stop,
@@ -194,8 +199,9 @@ def test_registry_restart_mid_loop_is_survived(
 def test_api_server_outage_mid_loop_is_survived(
         up_module: Path, start_up: Any, kube_api: Any, kube_namespace: str,
         kube_env: Any, tmp_path: Path) -> None:
-    """Every connection to the API server dies and new ones are refused for a while (what
-    a restart looks like): the patch is retried and lands once the server is back."""
+    """Fault: every connection to the API server dies and new ones are refused for a while
+    (what a restart looks like) while a change is saved. User sees: retry events; the patch
+    lands once the server is back, and only the changed workload rolls."""
     kubeconfig = tmp_path / "kubeconfig-proxied"
     proxy = proxied_api_server(kube_env, kubeconfig)
     try:
@@ -228,6 +234,8 @@ def test_logs_are_interleaved_with_events_across_a_rollout(
 def test_deleted_deployment_is_applied_again(
         up_module: Path, start_up: Any, kube_api: Any, kube_namespace: str,
         kube_env: Any) -> None:
+    """Fault: a Deployment kodev up deployed is deleted by hand. User sees: a deleted event,
+    then the Deployment is created again with the same image and becomes ready."""
     from kubernetes import client
 
     up = start_up(up_module, kube_env.registry)
@@ -329,6 +337,8 @@ def test_bad_input_is_one_line(up_module: Path, kube_env: Any, kube_namespace: s
 def test_a_tree_that_does_not_compile_yet_is_deployed_once_fixed(
         up_module: Path, start_up: Any, kube_api: Any, kube_namespace: str,
         kube_env: Any) -> None:
+    """Fault: kodev up starts on a tree that does not compile. User sees: a compile-error event
+    and a waiting event, nothing half-deployed; the fixing save deploys everything."""
     main = up_module / "cmd/beta/main.go"
     edit(main, 'shared.Greeting("beta")', "shared.Greeting(missing)")
     up = start_up(up_module, kube_env.registry)

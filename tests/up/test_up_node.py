@@ -29,6 +29,10 @@ def _failed(up: Any, workload: str, reason: str, since: int) -> dict[str, Any]:
 
 def test_stuck_rollouts_report_the_real_reason_and_recover(
         up_module: Path, start_up: Any, kube_env: Any) -> None:
+    """Fault: under kodev up, new code that exits at start, a sidecar from a registry the node
+    cannot reach, and a nodeSelector no node has. User sees: failed rows with the kubelet's
+    and scheduler's own reasons (CrashLoopBackOff, ImagePull, Unschedulable) and the Pod's
+    name; the loop keeps running, and the fixes roll every workload out."""
     up = start_up(up_module, kube_env.registry)
     since = up.started()
 
@@ -58,6 +62,9 @@ def test_stuck_rollouts_report_the_real_reason_and_recover(
 
 def test_a_readiness_probe_that_never_passes_hits_the_progress_deadline(
         up_module: Path, start_up: Any, kube_env: Any) -> None:
+    """Fault: a readiness probe that never passes, with a 4 s progress deadline. User sees:
+    ProgressDeadlineExceeded with the Deployment's own message; the fixing edit rolls it
+    out."""
     up = start_up(up_module, kube_env.registry)
     since = up.started()
     edit(up_module / "config/gamma.yaml", "  replicas: 1\n",
