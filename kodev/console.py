@@ -1,4 +1,5 @@
-"""Whether to colour terminal output: the one rule every command follows."""
+"""Whether to colour terminal output, and whether it can redraw in place: the one rule
+every command follows."""
 
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ def wants_color(choice: str, stream: TextIO) -> bool:
         return choice == "always"
     if os.environ.get("NO_COLOR"):
         return False
+    return is_live_terminal(stream)
+
+
+def is_live_terminal(stream: TextIO) -> bool:
+    """A terminal that can redraw in place (spinners, live views): a TTY whose TERM is not
+    dumb, or FORCE_COLOR. NO_COLOR removes colours, not progress (rich honours it)."""
     if os.environ.get("FORCE_COLOR"):
         return True
     return stream.isatty() and os.environ.get("TERM") != "dumb"

@@ -7,11 +7,12 @@ when stderr is not a terminal.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+from kodev.console import is_live_terminal
 
 if TYPE_CHECKING:
     from kodev.publish import Event
@@ -31,7 +32,7 @@ class ProgressPrinter:
 
     def __init__(self, *, json_events: bool = False, quiet: bool = False) -> None:
         self.console: Any = None
-        if _wants_rich() and not json_events and not quiet:
+        if is_live_terminal(sys.stderr) and not json_events and not quiet:
             from rich.console import Console  # only on a terminal: rich costs ~40 ms to import
 
             self.console = Console(stderr=True, highlight=False)
@@ -77,7 +78,3 @@ class ProgressPrinter:
         )
         if self._status is not None:
             self._status.update(event.message)
-
-
-def _wants_rich() -> bool:
-    return sys.stderr.isatty() or bool(os.environ.get("FORCE_COLOR"))
