@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from kodev.cache import default_cache_dir
 from kodev.cli.resolve import load_selections, publish_references
 from kodev.errors import UsageError
-from kodev.kube.resolve import references_by_path, render_documents
+from kodev.resolve import references_by_path, render_documents
 
 if TYPE_CHECKING:
     from kodev.kube.apply import Kube, Outcome

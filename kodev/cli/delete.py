@@ -8,7 +8,7 @@ import sys
 
 from kodev.cli.apply import connected, reporter
 from kodev.cli.resolve import load_selections
-from kodev.kube.resolve import render_documents
+from kodev.resolve import render_documents
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,7 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from kodev.kube.resolve import (
+from kodev.publish import Published
+from kodev.resolve import (
     ResolvedDocument,
     Selection,
     buildable_import_paths,
@@ -17,7 +18,6 @@ from kodev.kube.resolve import (
     render_documents,
     select_documents,
 )
-from kodev.publish import Published
 from kodev.yamlsub import KoRef
 
 

@@ -393,13 +393,13 @@ def run_init(args: argparse.Namespace) -> int:
 def manifest_import_paths(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     """The manifest files and the distinct main packages their ``ko://`` values name,
     read with the same machinery as ``kodev resolve``."""
-    from kodev.kube.resolve import (
+    from kodev.publish import Pipeline, PublishOptions
+    from kodev.resolve import (
         buildable_import_paths,
         collect_files,
         read_streams,
         select_documents,
     )
-    from kodev.publish import Pipeline, PublishOptions
 
     files = collect_files(args.filename, args.recursive)
     selections = select_documents(read_streams(files), args.selector)

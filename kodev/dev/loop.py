@@ -51,15 +51,6 @@ from kodev.kube.apply import (
 )
 from kodev.kube.client import Cluster, KubeOptions
 from kodev.kube.cluster_info import LocalRegistry
-from kodev.kube.resolve import (
-    Selection,
-    buildable_import_paths,
-    collect_files,
-    distinct_import_paths,
-    read_streams,
-    render_documents,
-    select_documents,
-)
 from kodev.kube.rollout import (
     ROLLABLE_KINDS,
     ContainerSlot,
@@ -69,6 +60,15 @@ from kodev.kube.rollout import (
     swap_images,
 )
 from kodev.publish import Built, Event, Pipeline, Published, PublishOptions, Target
+from kodev.resolve import (
+    Selection,
+    buildable_import_paths,
+    collect_files,
+    distinct_import_paths,
+    read_streams,
+    render_documents,
+    select_documents,
+)
 from kodev.yamlsub import KoRef
 
 MAX_BACKOFF_SECONDS = 8.0

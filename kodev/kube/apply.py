@@ -28,7 +28,7 @@ from typing import Any
 
 from kodev.errors import KubeError, UsageError
 from kodev.kube.client import Cluster, api_errors, is_not_found, status_message
-from kodev.kube.resolve import ResolvedDocument
+from kodev.resolve import ResolvedDocument
 
 FIELD_MANAGER = "kodev"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"

@@ -21,7 +21,7 @@ from kodev.kube.apply import (
     objects_from_documents,
 )
 from kodev.kube.client import KubeOptions, connect, kubeconfig_paths
-from kodev.kube.resolve import ResolvedDocument
+from kodev.resolve import ResolvedDocument
 from tests.fixtures.kodev import Kodev
 
 WEB_REF = "r/web@sha256:1"

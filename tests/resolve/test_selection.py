@@ -9,14 +9,14 @@ import pytest
 import yaml
 
 from kodev.errors import UsageError
-from kodev.kube.resolve import (
+from kodev.kube.selector import parse_selector
+from kodev.resolve import (
     collect_files,
     join_output,
     read_streams,
     render_documents,
     select_documents,
 )
-from kodev.kube.selector import parse_selector
 
 WEB = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n  labels: {app: web, tier: front}\n"
 DB = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: db\n  labels: {app: db, size: '3'}\n"
