@@ -1,9 +1,13 @@
 """Benchmark kodev against ko and against `go build` alone, in one run, on this machine.
 
-Scenarios (see bench/README.md):
-  a. warm rebuild, no source change            (kodev vs ko)
-  b. warm rebuild after a one-line change       (kodev vs ko vs go build of the same change)
-  c. 5 binaries, change to a shared package     (kodev vs ko)
+Scenarios (each tool's runs interleaved with the others', medians):
+  a. `kodev build`, no source change              (kodev vs ko)
+  b. `kodev build` after a one-line change        (kodev vs ko vs go build of the same change)
+  c. 5 binaries, change to a shared package       (kodev vs ko)
+  d. `kodev skaffold build` (Skaffold's custom builder call), no change   (vs ko build)
+  e. `kodev skaffold build` after a one-line change  (vs go build of the same change)
+  f. `kodev skaffold deps`, no change (vs Python's own start-up)
+  g. `kodev skaffold deps` after a change (its cached answer is stale: go list -deps runs)
 
 Both tools get the same module, the same loopback registry, the same base image (kodev's
 built-in minimal base, copied into the registry so ko can use it) and a warm KOCACHE.
@@ -142,15 +146,66 @@ def median(samples: list[float]) -> float:
     return statistics.median(samples)
 
 
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def kodev_env(env: dict[str, str], source: Path, scratch: Path, name: str) -> dict[str, str]:
+    """kodev from ``source``, with its own KOCACHE and repository (two versions pushing to
+    one tag would move it back and forth: never a no-change push), and bytecode written
+    once and reused (as an installed wheel has it): PYTHONDONTWRITEBYTECODE would make
+    every run compile kodev from source (~0.1-0.3 s), which no user pays."""
+    out = {
+        **env,
+        "KO_DOCKER_REPO": f"{env['KO_DOCKER_REPO']}/{name}",
+        "PYTHONPATH": str(source),
+        "KOCACHE": str(scratch / f"cache-{name}"),
+        "PYTHONPYCACHEPREFIX": str(scratch / f"pycache-{name}"),
+    }
+    out.pop("PYTHONDONTWRITEBYTECODE", None)
+    return out
+
+
+Step = tuple[list[str], dict[str, str], Path]
+
+
+def interleaved(
+    steps: dict[str, Step], runs: int, before: Callable[[str, int], None] | None = None
+) -> dict[str, float]:
+    """Median wall time of each step; the steps take turns run by run, so a load change on
+    the machine (it is shared) hits every tool alike."""
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for i in range(runs):
+        for name, (cmd, env, cwd) in steps.items():
+            if before:
+                before(name, i)
+            samples[name].append(timed(cmd, cwd, env))
+    return {name: median(values) for name, values in samples.items()}
+
+
+def warm(steps: dict[str, Step], times: int = 2) -> None:
+    for _ in range(times):
+        for cmd, env, cwd in steps.values():
+            timed(cmd, cwd, env)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--runs", type=int, default=5, help="timed runs per scenario")
+    parser.add_argument("--runs", type=int, default=7, help="timed runs per scenario")
+    parser.add_argument(
+        "--compare-source",
+        type=Path,
+        metavar="DIR",
+        help="also time the kodev in DIR (a checkout of another version, e.g. "
+        "`git archive HEAD kodev | tar -x -C DIR`) in the same runs: column kodev_before",
+    )
     args = parser.parse_args()
     ko = ensure_ko()
     kodev = [sys.executable, "-m", "kodev"]
     results: dict[str, dict[str, float]] = {}
+    loads = {"start": load_average()}
     with tempfile.TemporaryDirectory(prefix="kodev-bench-") as tmp:
         scratch = Path(tmp)
         registry = Registry(scratch)
@@ -163,103 +218,165 @@ def main() -> int:
                 **os.environ,
                 "KO_DOCKER_REPO": f"{registry.host}/bench",
                 "GOTOOLCHAIN": "local",
-                "PYTHONPATH": str(REPO),
                 "NO_COLOR": "1",
             }
-            kodev_env = {**env, "KOCACHE": str(scratch / "kodev-cache")}
+            sources = {"kodev": REPO}
+            if args.compare_source:
+                sources["kodev_before"] = args.compare_source.resolve()
+            kodev_envs = {name: kodev_env(env, src, scratch, name) for name, src in sources.items()}
             ko_env = {**env, "KOCACHE": str(scratch / "ko-cache")}
-            kodev_cmd = [*kodev, "build", "--sbom=none", "./cmd/web"]
-            ko_cmd = [ko, "build", "--sbom=none", "./cmd/web"]
+            build_args = ["build", "--sbom=none", "./cmd/web"]
             # The floor: the go build that kodev and ko run (CGO off, -trimpath), alone.
             go_env = {**env, "CGO_ENABLED": "0"}
-            go_cmd = [
-                "go",
-                "build",
-                "-trimpath",
-                "-o",
-                str(scratch / "go-out" / "web"),
-                "./cmd/web",
-            ]
-            for _ in range(2):  # warm both caches, the registry and Go's build cache
-                timed(kodev_cmd, module, kodev_env)
-                timed(ko_cmd, module, ko_env)
-                timed(go_cmd, module, go_env)
-
-            def sample(
-                cmd: list[str], e: dict[str, str], before: Callable[[int], None] | None = None
-            ) -> list[float]:
-                out = []
-                for i in range(args.runs):
-                    if before:
-                        before(i)
-                    out.append(timed(cmd, module, e))
-                return out
-
-            results["a_no_change"] = {
-                "kodev": median(sample(kodev_cmd, kodev_env)),
-                "ko": median(sample(ko_cmd, ko_env)),
-                "go_build": median(sample(go_cmd, go_env)),
+            go_out = str(scratch / "go-out" / "web")
+            go_cmd = ["go", "build", "-trimpath", "-o", go_out, "./cmd/web"]
+            kodev_builds: dict[str, Step] = {
+                name: ([*kodev, *build_args], e, module) for name, e in kodev_envs.items()
             }
+            ko_build: Step = ([ko, *build_args], ko_env, module)
+            go_build: Step = (go_cmd, go_env, module)
+            # Skaffold's custom builder contract: IMAGE (repo:tag), PUSH_IMAGE, BUILD_CONTEXT.
+            hook_env = {"PUSH_IMAGE": "true", "BUILD_CONTEXT": str(module)}
+            hooks: dict[str, Step] = {  # each version its own image: no tag ping-pong
+                f"{name}_skaffold_build": (
+                    [*kodev, "skaffold", "build", "./cmd/web"],
+                    {**e, **hook_env, "IMAGE": f"{registry.host}/bench/skaffold-{name}:dev"},
+                    module,
+                )
+                for name, e in kodev_envs.items()
+            }
+            deps: dict[str, Step] = {
+                f"{name}_skaffold_deps": (
+                    [*kodev, "skaffold", "deps", "./cmd/web"], {**e, **hook_env}, module
+                )
+                for name, e in kodev_envs.items()
+            }
+            python_floor: Step = (
+                [sys.executable, "-c", "pass"], kodev_envs["kodev"], module
+            )
+            everything = {**kodev_builds, "ko": ko_build, "go_build": go_build, **hooks, **deps}
+            warm(everything)  # caches, the registry, Go's build cache, bytecode
+
             greeting = module / "internal" / "greeting" / "greeting.go"
-            results["b_one_line_change"] = {
-                "go_build": median(
-                    sample(go_cmd, go_env, lambda i: set_message(greeting, f"g{i}"))
-                ),
-                "kodev": median(
-                    sample(kodev_cmd, kodev_env, lambda i: set_message(greeting, f"k{i}"))
-                ),
-                "ko": median(sample(ko_cmd, ko_env, lambda i: set_message(greeting, f"o{i}"))),
-            }
+            counter = iter(range(1_000_000))
+
+            def change(name: str, i: int) -> None:  # a new message each time: a real change
+                set_message(greeting, f"{name}-{i}-{next(counter)}")
+
+            def no_change(name: str, i: int) -> None:
+                pass
+
+            # a: nothing changed since the last build (each tool's own last build)
+            results["a_no_change"] = interleaved(
+                {**kodev_builds, "ko": ko_build, "go_build": go_build}, args.runs
+            )
+            # b: a one-line change before every run
+            results["b_one_line_change"] = interleaved(
+                {"go_build": go_build, **kodev_builds, "ko": ko_build}, args.runs, change
+            )
+            # Skaffold hook: `kodev skaffold build` as Skaffold runs it, ko for scale.
+            warm({**hooks, "ko": ko_build}, 1)
+            results["d_skaffold_build_no_change"] = interleaved(
+                {**hooks, "ko": ko_build, "go_build": go_build}, args.runs, no_change
+            )
+            results["e_skaffold_build_one_line_change"] = interleaved(
+                {"go_build": go_build, **hooks}, args.runs, change
+            )
+            # `kodev skaffold deps`: Skaffold runs it once per loop iteration per artifact.
+            warm(deps, 1)
+            results["f_skaffold_deps_no_change"] = interleaved(
+                {**deps, "python_start": python_floor}, args.runs
+            )
+            results["g_skaffold_deps_after_change"] = interleaved(
+                deps, args.runs, change
+            )
+
             five = scratch / "five"
             names = make_five_binary_module(five)
             (five / ".ko.yaml").write_text(f"defaultBaseImage: {base}\n")
             five_greeting = five / "internal" / "greeting" / "greeting.go"
-            kodev_five = [*kodev, "build", "--sbom=none", *names]
-            ko_five = [ko, "build", "--sbom=none", *names]
-            for _ in range(2):
-                timed(kodev_five, five, kodev_env)
-                timed(ko_five, five, ko_env)
-            module = five
-            results["c_five_binaries_shared_change"] = {
-                "kodev": median(
-                    sample(kodev_five, kodev_env, lambda i: set_message(five_greeting, f"k{i}"))
-                ),
-                "ko": median(
-                    sample(ko_five, ko_env, lambda i: set_message(five_greeting, f"o{i}"))
-                ),
+            five_steps: dict[str, Step] = {
+                **{
+                    name: ([*kodev, "build", "--sbom=none", *names], e, five)
+                    for name, e in kodev_envs.items()
+                },
+                "ko": ([ko, "build", "--sbom=none", *names], ko_env, five),
             }
+            warm(five_steps)
+
+            def change_five(name: str, i: int) -> None:
+                set_message(five_greeting, f"{name}-{i}-{next(counter)}")
+
+            results["c_five_binaries_shared_change"] = interleaved(
+                five_steps, args.runs, change_five
+            )
         finally:
             registry.stop()
-    report(results, args.runs)
+    loads["end"] = load_average()
+    report(results, args.runs, loads)
     return 0
 
 
-def report(results: dict[str, dict[str, float]], runs: int) -> None:
+def _ratio(x: float, y: float) -> str:
+    return f"{x / y:.2f}x"
+
+
+def report(results: dict[str, dict[str, float]], runs: int, loads: dict[str, list[float]]
+           ) -> None:
     a, b, c = (
         results["a_no_change"],
         results["b_one_line_change"],
         results["c_five_binaries_shared_change"],
     )
+    d, e = results["d_skaffold_build_no_change"], results["e_skaffold_build_one_line_change"]
+    f, g = results["f_skaffold_deps_no_change"], results["g_skaffold_deps_after_change"]
+    before = "kodev_before" in a
     rows = [
-        ("a. warm rebuild, no change", a["kodev"], a["ko"], f"{a['kodev'] / a['ko']:.2f}x ko"),
-        (
-            "b. one-line change",
-            b["kodev"],
-            b["ko"],
-            f"kodev - go build = {1000 * (b['kodev'] - b['go_build']):.0f} ms "
-            f"(go build {b['go_build']:.2f}s)",
-        ),
-        ("c. 5 binaries, shared change", c["kodev"], c["ko"], f"{c['kodev'] / c['ko']:.2f}x ko"),
+        ("a. `kodev build`, no change", a["kodev"], a["ko"],
+         f"{_ratio(a['kodev'], a['ko'])} ko", "<= 0.6x ko"),
+        ("b. `kodev build`, one-line change", b["kodev"], b["ko"],
+         f"kodev - go build = {1000 * (b['kodev'] - b['go_build']):.0f} ms "
+         f"(go build {b['go_build']:.2f} s)", "<= 250 ms"),
+        ("c. 5 binaries, shared change", c["kodev"], c["ko"],
+         f"{_ratio(c['kodev'], c['ko'])} ko", "<= 0.5x ko"),
+        ("d. `kodev skaffold build`, no change", d["kodev_skaffold_build"], d["ko"],
+         f"{_ratio(d['kodev_skaffold_build'], d['ko'])} ko", "<= 0.6x ko"),
+        ("e. `kodev skaffold build`, one-line change", e["kodev_skaffold_build"], None,
+         f"kodev - go build = {1000 * (e['kodev_skaffold_build'] - e['go_build']):.0f} ms "
+         f"(go build {e['go_build']:.2f} s)", "<= 250 ms"),
+        ("f. `kodev skaffold deps`, no change", f["kodev_skaffold_deps"], None,
+         f"python start-up alone {f['python_start']:.2f} s", ""),
+        ("g. `kodev skaffold deps` after a change", g["kodev_skaffold_deps"], None,
+         "go list -deps runs", ""),
     ]
-    print(f"median of {runs} runs, seconds")
-    print(f"| scenario | kodev | ko {KO_VERSION} | result |")
-    print("|---|---|---|---|")
-    for name, kodev_s, ko_s, note in rows:
-        print(f"| {name} | {kodev_s:.2f} | {ko_s:.2f} | {note} |")
+    print(f"median of {runs} runs, seconds; load average {loads['start']} -> {loads['end']} "
+          f"on {os.cpu_count()} CPUs")
+    header = "| scenario | kodev | ko " + KO_VERSION + " | result | target |"
+    if before:
+        header += " kodev before |"
+    print(header)
+    print("|---|---|---|---|---|" + ("---|" if before else ""))
+    befores = {
+        "a": a.get("kodev_before"), "b": b.get("kodev_before"), "c": c.get("kodev_before"),
+        "d": d.get("kodev_before_skaffold_build"), "e": e.get("kodev_before_skaffold_build"),
+        "f": f.get("kodev_before_skaffold_deps"), "g": g.get("kodev_before_skaffold_deps"),
+    }
+    for name, kodev_s, ko_s, note, target in rows:
+        ko_text = f"{ko_s:.2f}" if ko_s is not None else "-"
+        line = f"| {name} | {kodev_s:.2f} | {ko_text} | {note} | {target} |"
+        if before:
+            old = befores[name[0]]
+            line += f" {old:.2f} |" if old is not None else " - |"
+        print(line)
     out = REPO / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(
-        json.dumps({"runs": runs, "ko_version": KO_VERSION, "results": results}, indent=2) + "\n"
+        json.dumps(
+            {"runs": runs, "ko_version": KO_VERSION, "load_average": loads,
+             "cpus": os.cpu_count(), "results": results},
+            indent=2,
+        )
+        + "\n"
     )
 
 

@@ -16,6 +16,7 @@ import hashlib
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from kodev.golang.fingerprint import (
     module_files,
     package_from_json,
     package_json,
+    settled_files,
+    stats_of,
 )
 from kodev.golang.graph import PackageGraph, load_graph
 from kodev.golang.packages import GoPackage, run_go_list, select_main_packages
@@ -314,11 +317,18 @@ class Pipeline:
                 skipped=True,
             )
         else:
-            targets, closure = self._plan(patterns, with_deps=True)
-            files = closure_files(closure, module_files(self.workdir, self.config.path))
-            self._load_bases(targets)
-            binaries = self._compile(targets)
-            if key:
+            previous = store.previous(key) if key else None
+            guess = self._guess_targets(previous)
+            if previous is None or guess is None:
+                targets, closure = self._plan(patterns, with_deps=True)
+                files: dict[str, Any] | None = closure_files(
+                    closure, module_files(self.workdir, self.config.path))
+                self._load_bases(targets)
+                binaries = self._compile(targets)
+            else:
+                targets, binaries, files = self._plan_while_compiling(
+                    patterns, *guess, list(previous.get("files", {})))
+            if key and files is not None:
                 store.save(
                     key,
                     files,
@@ -332,6 +342,66 @@ class Pipeline:
                     },
                 )
         return self._assemble_all(targets, binaries)
+
+    def _guess_targets(
+        self, record: Mapping[str, Any] | None
+    ) -> tuple[list[Target], dict[str, list[Platform]]] | None:
+        """The targets (and their platforms) of the last build with this key, whose files
+        changed since: what this build will most likely find, so go build can start
+        before go list and the base images answer."""
+        if record is None:
+            return None
+        try:
+            targets = self._targets_of(record)
+            platforms: dict[str, list[Platform]] = {}
+            for name, entry in record["binaries"].items():
+                platforms.setdefault(name.split("|", 1)[0], []).append(
+                    platform_from_json(entry["platform"]))
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            return None  # a record from another kodev version or .ko.yaml: plan first
+        if any(t.import_path not in platforms for t in targets):
+            return None
+        return targets, platforms
+
+    def _plan_while_compiling(
+        self,
+        patterns: Sequence[str],
+        guess: list[Target],
+        guessed_platforms: Mapping[str, Sequence[Platform]],
+        previous: Sequence[str],
+    ) -> tuple[list[Target], dict[tuple[str, Platform], BuiltBinary], dict[str, Any] | None]:
+        """``go list -deps`` and ``go build`` of the guessed targets at the same time (one-line
+        changes rarely change which packages are built). When go list names other targets
+        than the guess, they are compiled again (go build's cache makes that cheap); go
+        list's errors come first, as in a sequential build, so the result is the same."""
+        extra = module_files(self.workdir, self.config.path)
+        before = stats_of([*previous, *(str(p) for p in extra)])
+        started = time.time_ns()
+
+        def plan() -> tuple[list[Target], list[GoPackage]]:
+            found, closure = self._plan(patterns, with_deps=True)
+            self._load_bases(found)  # a registry base: HTTP, also while go build runs
+            return found, closure
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            planned = pool.submit(plan)
+            compile_error: Exception | None = None
+            binaries: dict[tuple[str, Platform], BuiltBinary] = {}
+            try:
+                binaries = self._compile(guess, guessed_platforms)
+            except Exception as exc:  # raised below, unless go list explains it first
+                compile_error = exc
+            targets, closure = planned.result()
+        files = settled_files(closure_files(closure, extra), before, started)
+        same_platforms = all(
+            self._platforms_of(t) == list(guessed_platforms.get(t.import_path, ()))
+            for t in targets
+        )
+        if _same_targets(guess, targets) and same_platforms:
+            if compile_error is not None:
+                raise compile_error
+            return targets, binaries, files
+        return targets, self._compile(targets), files
 
     def plan_graph(self, patterns: Sequence[str]) -> tuple[list[Target], PackageGraph]:
         """Plan, and keep the dependency graph: for callers that decide themselves what
@@ -369,8 +439,19 @@ class Pipeline:
             built.append(Built(target, self._assemble(target, per_platform), per_platform))
         return built
 
-    def _compile(self, targets: Sequence[Target]) -> dict[tuple[str, Platform], BuiltBinary]:
-        platforms = {p for t in targets for p in self._platforms_of(t)}
+    def _compile(
+        self,
+        targets: Sequence[Target],
+        platforms_of: Mapping[str, Sequence[Platform]] | None = None,
+    ) -> dict[tuple[str, Platform], BuiltBinary]:
+        """``platforms_of`` (by import path): platforms to build without the bases loaded."""
+
+        def wanted(t: Target) -> list[Platform]:
+            if platforms_of is not None:
+                return list(platforms_of[t.import_path])
+            return self._platforms_of(t)
+
+        platforms = {p for t in targets for p in wanted(t)}
         self.emit(
             "build",
             f"go build {len(targets)} package(s) for "
@@ -388,7 +469,7 @@ class Pipeline:
             tmp_root=self.cache.root,
         )
         return builder.build_for(
-            [(t.package, t.build, self._platforms_of(t)) for t in targets], self.workdir
+            [(t.package, t.build, wanted(t)) for t in targets], self.workdir
         )
 
     def _fingerprint_key(self, patterns: Sequence[str]) -> str | None:
@@ -413,10 +494,8 @@ class Pipeline:
             "base": target.base_name,
         }
 
-    def _reuse(
-        self, record: Mapping[str, Any]
-    ) -> tuple[list[Target], dict[tuple[str, Platform], BuiltBinary]]:
-        targets = [
+    def _targets_of(self, record: Mapping[str, Any]) -> list[Target]:
+        return [
             Target(
                 item["pattern"],
                 package_from_json(item["package"]),
@@ -425,6 +504,11 @@ class Pipeline:
             )
             for item in record["targets"]
         ]
+
+    def _reuse(
+        self, record: Mapping[str, Any]
+    ) -> tuple[list[Target], dict[tuple[str, Platform], BuiltBinary]]:
+        targets = self._targets_of(record)
         binaries = {}
         for name, entry in record["binaries"].items():
             import_path = name.split("|", 1)[0]
@@ -630,6 +714,16 @@ def _match_listed(
             raise BuildError(f"build main {main!r} in {base_dir} is not a package")
         out.append(match)
     return out
+
+
+def _same_targets(guess: Sequence[Target], found: Sequence[Target]) -> bool:
+    """Whether go build of ``guess`` built what ``found`` asks for: the same packages
+    (by import path, name and directory) with the same .ko.yaml builds and bases."""
+    def identity(t: Target) -> tuple[Any, ...]:
+        p = t.package
+        return (t.pattern, p.import_path, p.name, str(p.dir), id(t.build), t.base_name)
+
+    return [identity(t) for t in guess] == [identity(t) for t in found]
 
 
 def _rfc3339(epoch: int) -> str:

@@ -7,10 +7,12 @@ module (and the heavy libraries it needs) is imported when that command runs.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from kodev import __version__
 from kodev.cli import flags
@@ -89,6 +91,18 @@ def parse_with_passthrough(parser: argparse.ArgumentParser, argv: list[str]
     return args
 
 
+def import_command(name: str) -> ModuleType:
+    """Import a command's module with the cyclic GC paused, then freeze what the imports
+    made: those objects live as long as the process, so no collection (during the command
+    or at exit) walks them again: ~40-50 ms less CPU per one-shot command."""
+    gc.disable()
+    try:
+        return importlib.import_module(f"kodev.cli.{name}")
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from kodev.cache import remove_temporaries
     from kodev.cli.runner import interrupts, run_command
@@ -103,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help(sys.stderr)
             return 2
         name = ALIASES.get(args.command, args.command)
-        module = importlib.import_module(f"kodev.cli.{COMMANDS[name][0]}")
+        module = import_command(COMMANDS[name][0])
         code = run_command(module.run, args)
     except KeyboardInterrupt as exc:  # before the command ran (parsing, imports)
         code = interrupts.interrupted(exc)

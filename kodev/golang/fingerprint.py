@@ -38,13 +38,17 @@ import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kodev.cache import Cache
-from kodev.config import KoConfig
-from kodev.golang.builder import git_info, go_env, go_env_file, goflags, run_git
 from kodev.golang.packages import GoPackage, go_binary
-from kodev.golang.template import template_fields
+
+if TYPE_CHECKING:
+    from kodev.config import KoConfig
+
+# kodev.config (yaml) and kodev.golang.builder are imported by the functions that need
+# them: `kodev skaffold deps` uses request_key and still_valid only, once per Skaffold loop
+# iteration per artifact, and should not pay ~35 ms of imports for them.
 
 Stat = tuple[int, int]
 
@@ -75,6 +79,9 @@ def build_key(
     ldflags_override: Sequence[str] = (),
 ) -> str | None:
     """The key of a ``kodev build`` (see the module docstring); None: never skip it."""
+    from kodev.golang.builder import git_info, go_env, go_env_file, goflags
+    from kodev.golang.template import template_fields
+
     go = go_binary(environ)
     flag_lists = [config.default_flags, config.default_ldflags, tuple(ldflags_override)]
     for build in config.builds:
@@ -150,6 +157,8 @@ def _may_stamp_vcs(config: KoConfig, goflags: Sequence[str]) -> bool:
 def _vcs_state(directory: Path) -> list[str] | None:
     """What go build stamps from git (the commit and whether the tree has changes); []
     outside a repository; None in another version control system (never skipped)."""
+    from kodev.golang.builder import run_git
+
     for candidate in (directory, *directory.parents):
         if (candidate / ".git").exists():
             break
@@ -157,8 +166,17 @@ def _vcs_state(directory: Path) -> list[str] | None:
             return None
     else:
         return []
-    return [run_git(directory, "rev-parse", "HEAD"),
-            str(bool(run_git(directory, "status", "--porcelain")))]
+    # One git instead of two (rev-parse HEAD, status --porcelain): the header line
+    # "# branch.oid <commit>" ("(initial)" before the first commit), then one line per
+    # changed or untracked file, as go build's own `git status --porcelain` sees them.
+    status = run_git(directory, "status", "--porcelain=v2", "--branch")
+    if not status:  # git failed (older than 2.11, or refuses the repository): two runs
+        return [run_git(directory, "rev-parse", "HEAD"),
+                str(bool(run_git(directory, "status", "--porcelain")))]
+    lines = status.splitlines()
+    commit = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), "")
+    changed = any(not line.startswith("# ") for line in lines)
+    return [commit if commit != "(initial)" else "", str(changed)]
 
 
 def _stat(path: Path) -> Stat | None:
@@ -229,6 +247,36 @@ def still_valid(files: Mapping[str, Any]) -> bool:
     return all(_stat(Path(path)) == tuple(stat) for path, stat in files.items())
 
 
+def stats_of(paths: Iterable[str]) -> dict[str, Stat | None]:
+    return {path: _stat(Path(path)) for path in paths}
+
+
+# Newer than this before a build started, a file may have been written while go build ran:
+# kernels stamp files from a coarse clock, so the margin is generous.
+_MTIME_MARGIN_NS = 1_000_000_000
+
+
+def settled_files(
+    files: Mapping[str, Stat], before: Mapping[str, Stat | None], started_ns: int
+) -> dict[str, Stat] | None:
+    """The stats to record for a build that ran ``go build`` while ``go list`` was still
+    naming its files: each file's stat from ``before`` (taken before go build started, so an
+    edit during the build makes the record stale, never wrongly valid); a file that was not
+    there before counts only if it is older than the build. None: do not record."""
+    out: dict[str, Stat] = {}
+    for path, stat in files.items():
+        if path in before:
+            old = before[path]
+            if old is None:
+                return None  # created while go build ran
+            out[path] = old
+        elif stat[1] < started_ns - _MTIME_MARGIN_NS:
+            out[path] = stat
+        else:
+            return None
+    return out
+
+
 class FingerprintStore:
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
@@ -244,6 +292,12 @@ class FingerprintStore:
             with contextlib.suppress(OSError):
                 os.utime(binary["path"])
         return record
+
+    def previous(self, key: str) -> dict[str, Any] | None:
+        """The record under ``key`` even when its files changed since (a stale record):
+        its targets are the best guess of what this build will list."""
+        record = self.cache.get_meta("fingerprint", key)
+        return record if isinstance(record, dict) else None
 
     def save(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import platform as host_platform
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -138,7 +138,12 @@ def platform_from_json(data: Mapping[str, Any] | None) -> Platform:
 
 def host_platform_default() -> Platform:
     """``linux/<host arch>``: kodev's default when nothing else is configured (ko uses amd64)."""
-    machine = host_platform.machine().lower()
+    if hasattr(os, "uname"):  # what platform.machine() returns, without its import (~1 ms)
+        machine = os.uname().machine.lower()
+    else:  # pragma: no cover - Windows hosts
+        import platform as host_platform
+
+        machine = host_platform.machine().lower()
     return Platform("linux", _GOARCH_BY_MACHINE.get(machine, "amd64"))
 
 

@@ -9,3 +9,13 @@ Public surface (what the rest of kodev calls):
   credsStore through ``docker-credential-*``).
 - ``kodev.registry.errors``: RegistryError subclasses (unauthorized, not found, unreachable).
 """
+
+import sys
+
+# ``import httpx`` also imports httpx's own command line (``httpx._main``) whenever click,
+# rich and pygments are installed (they are here: rich draws kodev's terminal UI), which
+# is more than half of httpx's import time (~0.1 s of CPU) on every registry-talking run.
+# kodev never uses that command line: a None entry makes its import fail, and httpx then
+# falls back to a stub ``httpx.main``. Only if httpx is not loaded yet.
+if "httpx" not in sys.modules:
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]

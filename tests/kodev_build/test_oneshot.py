@@ -1,0 +1,98 @@
+"""One-shot ``kodev build`` after an edit: ``go list -deps`` and ``go build`` run at the
+same time (the last build's targets are the guess), and the result is always the one a
+cold build (empty KOCACHE) gives."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.kodev import Kodev, KodevRun
+from tests.fixtures.registry import RegistryServer
+
+pytestmark = pytest.mark.registry
+
+
+def digest(run: KodevRun) -> str:
+    (ref,) = run.refs
+    return ref.rsplit("@", 1)[1]
+
+
+def go_builds(run: KodevRun) -> int:
+    return sum(1 for line in run.stderr.splitlines() if " go build " in line)
+
+
+def cold(kodev: Kodev, tmp_path: Path, env: dict[str, str], name: str) -> KodevRun:
+    """The same build with an empty KOCACHE: no fingerprint, no guess."""
+    return kodev.run("build", "./cmd/web", env={**env, "KOCACHE": str(tmp_path / name)},
+                     check=False)
+
+
+def test_edits_give_the_digest_of_a_cold_build(
+    kodev: Kodev, registry: RegistryServer, demo_module: Path, tmp_path: Path
+) -> None:
+    env = {"KO_DOCKER_REPO": f"{registry.host}/oneshot"}
+    kodev.run("build", "./cmd/web", env=env)
+    greeting = demo_module / "internal" / "greeting" / "greeting.go"
+    web = demo_module / "cmd" / "web" / "main.go"
+    extra = demo_module / "internal" / "extra"
+
+    def add_package() -> None:
+        extra.mkdir()
+        (extra / "extra.go").write_text('package extra\n\nconst Word = "extra"\n')
+        web.write_text(web.read_text().replace(
+            '"example.com/kodev-demo/internal/greeting"',
+            '"example.com/kodev-demo/internal/extra"\n\t"example.com/kodev-demo/internal/greeting"',
+        ).replace('fmt.Println(greeting.Message("web"))',
+                  'fmt.Println(greeting.Message("web"), extra.Word)'))
+
+    edits: list[tuple[str, Callable[[], object]]] = [
+        ("one line", lambda: greeting.write_text(
+            greeting.read_text().replace("hello from", "hi from"))),
+        ("new file", lambda: (greeting.parent / "more.go").write_text(
+            'package greeting\n\nfunc init() { println("more") }\n')),
+        ("new package", add_package),
+        ("edit in the new package", lambda: (extra / "extra.go").write_text(
+            'package extra\n\nconst Word = "changed"\n')),
+    ]
+    seen: set[str] = set()
+    for name, edit in edits:
+        edit()
+        warm = kodev.run("build", "./cmd/web", env=env)
+        assert "go build skipped" not in warm.stderr, name
+        reference = cold(kodev, tmp_path, env, f"cold-{len(seen)}")
+        assert reference.returncode == 0, reference.stderr
+        assert digest(warm) == digest(reference), name
+        assert digest(warm) not in seen, name
+        seen.add(digest(warm))
+    # the guess was right for a one-line change: one go build, not two
+    greeting.write_text(greeting.read_text().replace("hi from", "hey from"))
+    once = kodev.run("build", "./cmd/web", env=env)
+    assert go_builds(once) == 1, once.stderr
+    assert digest(once) == digest(cold(kodev, tmp_path, env, "cold-last"))
+
+
+def test_errors_after_an_edit_are_those_of_a_cold_build(kodev: Kodev, registry: RegistryServer,
+                                                        demo_module: Path,
+                                                        tmp_path: Path) -> None:
+    env = {"KO_DOCKER_REPO": f"{registry.host}/oneshot-errors"}
+    kodev.run("build", "./cmd/web", env=env)
+    greeting = demo_module / "internal" / "greeting" / "greeting.go"
+    good = greeting.read_text()
+    greeting.write_text(good + "\nfunc broken() { undefined() }\n")  # go build fails
+    warm = kodev.run("build", "./cmd/web", env=env, check=False)
+    reference = cold(kodev, tmp_path, env, "cold-compile")
+    assert warm.returncode == reference.returncode == 3
+    assert "undefined: undefined" in warm.stderr
+    assert warm.stderr.splitlines()[-1] == reference.stderr.splitlines()[-1]
+
+    greeting.write_text(good)
+    web = demo_module / "cmd" / "web" / "main.go"
+    web.write_text(web.read_text().replace("package main", "package web", 1))  # go list says
+    warm = kodev.run("build", "./cmd/web", env=env, check=False)
+    reference = cold(kodev, tmp_path, env, "cold-notmain")
+    assert warm.returncode == reference.returncode == 3
+    assert "not a main package" in warm.stderr
+    assert warm.stderr.splitlines()[-1] == reference.stderr.splitlines()[-1]
