@@ -11,18 +11,14 @@ Runs ``kodev up`` on the demo app in a pseudo-terminal against the test environm
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.support, as make bench runs this file directly
 from tests.support.terminal import Terminal, cpu_seconds  # noqa: E402
-from tests.support.testenv import namespace, testenv_environ  # noqa: E402
+from tests.support.testenv import demo_in_namespace, testenv_environ  # noqa: E402
 
 ROWS, COLUMNS = 40, 140
 CLEAR = (b"\x1b[2J", b"\x1b[H\x1b[J", b"\x1b[0J")
@@ -66,13 +62,7 @@ def main() -> int:
     args = parser.parse_args()
     env = {**testenv_environ(), "TERM": "xterm-256color"}
     env.pop("NO_COLOR", None)
-    with tempfile.TemporaryDirectory(prefix="kodev-tui-bench-") as scratch:
-        module = Path(scratch) / "demo"
-        shutil.copytree(REPO / "examples/demo", module)
-        subprocess.run(["git", "init", "-q", str(module)], check=True)
-        env["KOCACHE"] = str(Path(scratch) / "kocache")
-        name = f"kodev-tui-bench-{os.getpid()}"
-        namespace(env, name, create=True)
+    with demo_in_namespace(env, "kodev-tui-bench") as (module, name):
         terminal = Counting(ROWS, COLUMNS)
         try:
             process = terminal.start([sys.executable, "-m", "kodev", "up", "-f", "config",
@@ -91,7 +81,6 @@ def main() -> int:
             terminal.wait_exit(30)
         finally:
             terminal.close()
-            namespace(env, name, create=False)
     print(f"kodev up TUI, {ROWS}x{COLUMNS}, {args.seconds:.0f} s each")
     for label, (cpu, rate, clears) in (("idle (a log line every 5 s)", idle),
                                        ("10 log lines a second", busy)):

@@ -11,10 +11,7 @@ Usage: python examples/tui_screenshot.py   (starts the test environment if neede
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pyte
@@ -24,7 +21,7 @@ from rich.text import Text
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.support, when run as a script
 from tests.support.terminal import Terminal  # noqa: E402
-from tests.support.testenv import namespace, testenv_environ  # noqa: E402
+from tests.support.testenv import demo_in_namespace, testenv_environ  # noqa: E402
 
 ROWS, COLUMNS = 32, 118  # tall enough for the log pane (on by default from 28 rows)
 BARS = "▁▂▃▄▅▆▇█"
@@ -76,13 +73,7 @@ def to_svg(screen: pyte.Screen) -> str:
 
 def main() -> int:
     env = environment()
-    with tempfile.TemporaryDirectory(prefix="kodev-shot-") as scratch:
-        module = Path(scratch) / "demo"
-        shutil.copytree(REPO / "examples/demo", module)
-        subprocess.run(["git", "init", "-q", str(module)], check=True)
-        env["KOCACHE"] = str(Path(scratch) / "kocache")
-        name = f"kodev-shot-{os.getpid()}"
-        namespace(env, name, create=True)
+    with demo_in_namespace(env, "kodev-shot") as (module, name):
         terminal = Terminal(ROWS, COLUMNS)
         try:
             terminal.start([sys.executable, "-m", "kodev", "up", "-f", "config", "-n", name],
@@ -104,7 +95,6 @@ def main() -> int:
             terminal.wait_exit(30)
         finally:
             terminal.close()
-            namespace(env, name, create=False)
     (REPO / "examples/tui.svg").write_text(svg)
     print(text)
     return 0

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.apply.test_apply_kube import eventually
-from tests.fixtures.kodev import Kodev
+from tests.fixtures.kodev import Kodev, one_main_module
 from tests.fixtures.kube import KubeEnv
 
 pytestmark = pytest.mark.kube
@@ -59,12 +59,7 @@ func main() {
 
 @pytest.fixture
 def job_module(tmp_path: Path) -> Path:
-    root = tmp_path / "jobmod"
-    (root / "cmd" / "job").mkdir(parents=True)
-    (root / "go.mod").write_text("module example.com/jobmod\n\ngo 1.22\n")
-    (root / ".ko.yaml").write_text("defaultBaseImage: kodev://minimal\n")
-    (root / "cmd" / "job" / "main.go").write_text(JOB_MAIN)
-    return root
+    return one_main_module(tmp_path / "jobmod", JOB_MAIN)
 
 
 class Running:

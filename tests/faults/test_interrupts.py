@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.kodev import Kodev
+from tests.fixtures.kodev import Kodev, one_main_module
 from tests.fixtures.kube import KubeEnv
 from tests.fixtures.up import UpProcess, gamma_main, up_env
 from tests.logs.test_logs_kube import deploy, kodev_env, one_pod
@@ -286,12 +286,7 @@ func main() {
 
 @pytest.fixture
 def job_module(tmp_path: Path) -> Path:
-    root = tmp_path / "jobmod"
-    (root / "cmd" / "job").mkdir(parents=True)
-    (root / "go.mod").write_text("module example.com/jobmod\n\ngo 1.22\n")
-    (root / ".ko.yaml").write_text("defaultBaseImage: kodev://minimal\n")
-    (root / "cmd" / "job" / "main.go").write_text(JOB_MAIN)
-    return root
+    return one_main_module(tmp_path / "jobmod", JOB_MAIN)
 
 
 @pytest.mark.kube

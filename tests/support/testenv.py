@@ -3,10 +3,14 @@ environment variables, and throwaway namespaces in it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import shutil
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,3 +54,20 @@ def namespace(env: dict[str, str], name: str, *, create: bool, wait: bool = Fals
                 return
             raise
         time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def demo_in_namespace(env: dict[str, str], prefix: str) -> Iterator[tuple[Path, str]]:
+    """A scratch copy of examples/demo (a git work tree, as users have) with its own
+    ``KOCACHE`` set in ``env``, and a throwaway namespace; yields (module, namespace)."""
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}-") as scratch:
+        module = Path(scratch) / "demo"
+        shutil.copytree(REPO / "examples/demo", module)
+        subprocess.run(["git", "init", "-q", str(module)], check=True)
+        env["KOCACHE"] = str(Path(scratch) / "kocache")
+        name = f"{prefix}-{os.getpid()}"
+        namespace(env, name, create=True)
+        try:
+            yield module, name
+        finally:
+            namespace(env, name, create=False)
