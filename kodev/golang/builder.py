@@ -384,8 +384,9 @@ def _with_build_id(value: str) -> list[str]:
 
 
 def goflags(env: Mapping[str, str]) -> list[str]:
-    """The GOFLAGS go build sees: the environment's, else the ``go env -w`` file's."""
-    if "GOFLAGS" in env:
+    """The GOFLAGS go build sees: the environment's, else (unset or empty, as go reads
+    it) the ``go env -w`` file's."""
+    if env.get("GOFLAGS"):
         return split_quoted(env["GOFLAGS"])
     return split_quoted(go_env_file_values(env).get("GOFLAGS", ""))
 

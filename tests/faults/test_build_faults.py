@@ -77,11 +77,14 @@ def test_goflags_from_the_go_env_file_decide_up_to_date(
     goenv = tmp_path / "goenv"
     goenv.write_text("")
     repo = f"{registry.host}/goenv"
-    (first,) = _build(kodev, repo, WEB, GOENV=str(goenv)).refs
+    # GOFLAGS in the environment (make test exports -mod=mod) would hide the file's: go
+    # reads the file's value when the variable is empty.
+    env = {"GOENV": str(goenv), "GOFLAGS": ""}
+    (first,) = _build(kodev, repo, WEB, **env).refs
     assert "built with: unknown" in run_image(first, ["--once"]).stdout
 
     goenv.write_text("GOFLAGS=-ldflags=-X=main.goVersion=from-goenv\n")
-    second = _build(kodev, repo, WEB, GOENV=str(goenv))
+    second = _build(kodev, repo, WEB, **env)
     assert SKIPPED not in second.stderr
     assert "built with: from-goenv" in run_image(second.refs[0], ["--once"]).stdout
 

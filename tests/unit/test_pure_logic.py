@@ -134,3 +134,14 @@ def test_kodata_follows_links_inside_the_root_and_rejects_escapes(tmp_path: Path
     (tmp_path / "elsewhere.txt").write_text("x")
     with pytest.raises(UsageError, match="outside"):
         kodata_layer_tar(kodata, allowed_root=root)
+
+
+def test_goflags_come_from_the_environment_else_the_go_env_file(tmp_path: Path) -> None:
+    from kodev.golang.builder import goflags
+
+    goenv = tmp_path / "goenv"
+    goenv.write_text("GOFLAGS=-ldflags=-X=main.v=file\n")
+    assert goflags({"GOENV": str(goenv)}) == ["-ldflags=-X=main.v=file"]
+    assert goflags({"GOENV": str(goenv), "GOFLAGS": ""}) == ["-ldflags=-X=main.v=file"]
+    assert goflags({"GOENV": str(goenv), "GOFLAGS": "-mod=mod"}) == ["-mod=mod"]
+    assert goflags({"GOENV": "off", "GOFLAGS": ""}) == []
