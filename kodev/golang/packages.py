@@ -153,16 +153,6 @@ def _first_line(error: Mapping[str, Any]) -> str:
     return str(error.get("Err", "unknown error")).strip().splitlines()[0]
 
 
-def resolve_main_packages(
-    patterns: Sequence[str], *, workdir: Path, environ: Mapping[str, str] | None = None
-) -> dict[str, GoPackage]:
-    """Map each requested pattern (import path or ``./dir``) to its ``main`` package."""
-    if not patterns:
-        return {}
-    listed = run_go_list(list(dict.fromkeys(patterns)), workdir=workdir, environ=environ)
-    return select_main_packages(patterns, listed, workdir)
-
-
 def select_main_packages(
     patterns: Sequence[str], listed: Sequence[GoPackage], workdir: Path
 ) -> dict[str, GoPackage]:

@@ -151,9 +151,7 @@ class BaseLoader:
         location = BlobLocation(ref.registry, ref.repository)
         if not is_index(media_type):
             image = self._image(name, location, body, media_type)
-            if not selection.all and not any(
-                image.platform.matches(p) for p in selection.platforms
-            ):
+            if not selection.all and not selection.matches(image.platform):
                 raise UsageError(
                     f"base image {name} is {image.platform}, not {selection}",
                     hint="pick a base that has the platform, or change --platform",
@@ -175,11 +173,8 @@ class BaseLoader:
         for desc in _descriptor_list(index, "manifests", name):
             if is_index(str(desc.get("mediaType", ""))):
                 raise UsageError(f"base image {name} is a nested index, which kodev cannot use")
-            platform = platform_from_json(desc.get("platform"))
-            if platform.os == "unknown" or platform.architecture == "unknown":
-                continue
-            if selection.all or any(platform.matches(p) for p in selection.platforms):
-                chosen.append(desc)
+            if selection.matches(platform_from_json(desc.get("platform"))):
+                chosen.append(desc)  # "unknown" entries (attestations) never match
         if not chosen:
             raise UsageError(
                 f"base image {name} has no image for platform {selection}",
