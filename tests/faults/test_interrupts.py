@@ -109,6 +109,16 @@ def signal_and_time(proc: subprocess.Popen[Any], signum: int) -> tuple[int, floa
     return code, time.monotonic() - began
 
 
+def interrupt_when_stalled(proc: subprocess.Popen[Any], signum: int, loaded: bool,
+                           proxy: StallingProxy | None) -> tuple[int, float]:
+    """Under CPU load when ``loaded``: wait until ``proxy`` holds the process (if given),
+    then signal it; the exit code and the seconds until it ended."""
+    with cpu_load(loaded):
+        if proxy is not None:
+            proxy.wait_stalled(STALL_TIMEOUT_S)
+        return signal_and_time(proc, signum)
+
+
 def check_ended(case: str, signum: int, code: int, seconds: float, stderr: str,
                 expected: int | None = None) -> None:
     """The exit code, the time, and stderr: one ``kodev:`` line (warnings aside) saying
@@ -192,9 +202,7 @@ def test_build_interrupted_while_the_registry_stalls(kodev: Kodev, tmp_path: Pat
         try:
             env = {**kodev.env, "KO_DOCKER_REPO": f"{proxy.host}/demo"}
             run = spawn(tmp_path, env, kodev.workdir, "build", "./cmd/web")
-            with cpu_load(loaded):
-                proxy.wait_stalled(STALL_TIMEOUT_S)
-                code, seconds = signal_and_time(run.proc, signum)
+            code, seconds = interrupt_when_stalled(run.proc, signum, loaded, proxy)
             check_ended("build (registry stalls)", signum, code, seconds, run.stderr())
             assert run.stdout() == "", f"repetition {number}: nothing was published"
         finally:
@@ -216,9 +224,7 @@ def test_apply_interrupted_while_the_api_server_stalls(
         env = {**kodev.env, "KUBECONFIG": str(kubeconfig),
                "KO_DOCKER_REPO": f"{kube_env.registry}/demo"}
         run = spawn(tmp_path, env, kodev.workdir, "apply", "-f", "config", "-n", kube_namespace)
-        with cpu_load(loaded):
-            proxy.wait_stalled(STALL_TIMEOUT_S)
-            code, seconds = signal_and_time(run.proc, signum)
+        code, seconds = interrupt_when_stalled(run.proc, signum, loaded, proxy)
         check_ended("apply (API server stalls)", signum, code, seconds, run.stderr())
 
 
@@ -235,9 +241,7 @@ def test_logs_interrupted_while_the_api_server_stalls(
     for _, signum, loaded in repetitions():
         proxy, kubeconfig = stalled_api()
         run = spawn(tmp_path, kodev_env(kubeconfig), tmp_path, "logs", "-n", kube_namespace)
-        with cpu_load(loaded):
-            proxy.wait_stalled(STALL_TIMEOUT_S)
-            code, seconds = signal_and_time(run.proc, signum)
+        code, seconds = interrupt_when_stalled(run.proc, signum, loaded, proxy)
         check_ended("logs (API server stalls at start)", signum, code, seconds, run.stderr())
 
 
@@ -258,8 +262,7 @@ def test_logs_interrupted_while_following_a_stalled_stream(
         run.wait_stdout(f"{web}/app line {number}")
         proxy.stall()
         assert proxy.open_clients >= 1, "the log stream goes through it"
-        with cpu_load(loaded):
-            code, seconds = signal_and_time(run.proc, signum)
+        code, seconds = interrupt_when_stalled(run.proc, signum, loaded, None)
         check_ended("logs (streams stall while following)", signum, code, seconds,
                     run.stderr())
 
@@ -310,10 +313,8 @@ def test_run_interrupted_while_the_api_server_stalls(
             run.wait_stdout("job started")
             proxy.stall()
             assert proxy.open_clients >= 1, "the log stream goes through it"
-        with cpu_load(loaded):
-            if not attached:
-                proxy.wait_stalled(STALL_TIMEOUT_S)
-            code, seconds = signal_and_time(run.proc, signum)
+        code, seconds = interrupt_when_stalled(
+            run.proc, signum, loaded, None if attached else proxy)
         check_ended(f"run ({when}, API server stalls)", signum, code, seconds, run.stderr())
         assert [line for line in run.stderr().splitlines() if line.startswith(
             "kodev: warning:") and f'pod "job-{number}"' in line and "yourself" in line]
@@ -334,9 +335,7 @@ def test_up_interrupted_while_the_api_server_stalls_at_start(
         env = {**up_env(kube_env, tmp_path / "kocache", kube_env.registry),
                "KUBECONFIG": str(kubeconfig)}
         up = start_up(up_module, kube_namespace, env)
-        with cpu_load(loaded):
-            proxy.wait_stalled(STALL_TIMEOUT_S)
-            code, seconds = signal_and_time(up.process, signum)
+        code, seconds = interrupt_when_stalled(up.process, signum, loaded, proxy)
         check_ended("up (API server stalls at start)", signum, code, seconds, up.stderr(),
                     expected=0)
 
@@ -364,9 +363,7 @@ def test_up_interrupted_while_a_server_stalls_mid_loop(
             up.wait_for(lambda e: e["event"] == "watching")
             proxy.stall()
             (up_module / "cmd/gamma/main.go").write_text(gamma_main(f"gamma {number}"))
-            with cpu_load(loaded):
-                proxy.wait_stalled(STALL_TIMEOUT_S)
-                code, seconds = signal_and_time(up.process, signum)
+            code, seconds = interrupt_when_stalled(up.process, signum, loaded, proxy)
             check_ended(f"up (mid-loop, {stalls} stalls)", signum, code, seconds,
                         up.stderr(), expected=0)
         finally:

@@ -53,12 +53,9 @@ class CuttableProxy:
             if self._down.is_set():
                 kill_socket(client)  # the "server" is down: reset at once
                 continue
-            try:
-                upstream = socket.create_connection(self.upstream, timeout=5)
-            except OSError:
-                kill_socket(client)
+            upstream = dial(self.upstream, client)
+            if upstream is None:
                 continue
-            upstream.settimeout(None)
             with self._lock:
                 self.accepted += 1
                 self._sockets.update((client, upstream))
@@ -75,6 +72,18 @@ def _pump(source: socket.socket, target: socket.socket) -> None:
     finally:
         kill_socket(source)
         kill_socket(target)
+
+
+def dial(address: tuple[str, int], client: socket.socket) -> socket.socket | None:
+    """Connect to the upstream for ``client`` (blocking afterwards); on failure reset the
+    client, as a server that cannot reach its backend would, and return None."""
+    try:
+        upstream = socket.create_connection(address, timeout=5)
+    except OSError:
+        kill_socket(client)
+        return None
+    upstream.settimeout(None)
+    return upstream
 
 
 def kill_socket(sock: socket.socket) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.proxy import kill_socket
+from tests.support.proxy import dial, kill_socket
 
 
 class StallingProxy:
@@ -129,12 +129,9 @@ class StallingProxy:
         if self.upstream is None:
             self._hold(forever=True)
             return
-        try:
-            upstream = socket.create_connection(self.upstream, timeout=5)
-        except OSError:
-            kill_socket(client)
+        upstream = dial(self.upstream, client)
+        if upstream is None:
             return
-        upstream.settimeout(None)
         self._track(upstream)
         threading.Thread(target=self._pump, args=(upstream, client, False),
                          daemon=True).start()
