@@ -20,12 +20,21 @@ testenv-build:
 skaffold:
 	@tests/skaffold/build.sh >/dev/null
 
-.PHONY: skaffold testenv-build help deps apt-deps py-deps go-tools lint unit test test-only demo bench testenv-up testenv-down clean
+# The real OpenTofu CLI for tests/terraform (built from its Go module, cached; ~10 min once).
+tofu:
+	@tests/terraform/build.sh >/dev/null
+
+# The real Argo Rollouts controller for tests/fixtures/crds.py (built from its Go module,
+# cached; ~9 min once).
+argo-rollouts:
+	@tests/testenv/argo.sh controller >/dev/null
+
+.PHONY: skaffold tofu argo-rollouts testenv-build help deps apt-deps py-deps go-tools lint unit test test-only demo bench testenv-up testenv-down clean
 
 help:
 	@echo "make demo   build the example app, push it to a local registry, run it (runc) and deploy it"
 	@echo "make test   install everything, start the test environment, run lint and all tests"
-	@echo "make bench  compare kodev with ko and go build; time kodev up (rollout and --live) on the real node; the TUI's CPU; Skaffold with kodev vs its ko builder"
+	@echo "make bench  compare kodev with ko and go build; time kodev up (rollout and --live) on the real node; the TUI's CPU; Skaffold with kodev vs its ko builder; a no-change tofu plan"
 
 deps: apt-deps py-deps go-tools
 
@@ -57,10 +66,10 @@ testenv-down:
 	tests/testenv/down.sh
 
 # Unit tests and registry/runc tests only: no Kubernetes needed.
-unit: deps
+unit: deps tofu
 	$(PYTHON) -m pytest -m "not kube" -q
 
-test: deps lint skaffold
+test: deps lint skaffold tofu argo-rollouts
 	@set -e; out=$$(tests/testenv/up.sh 2>&1) || { echo "$$out"; exit 1; }; echo "$$out"; \
 	started=1; case "$$out" in *"already running"*) started=0;; esac; \
 	status=0; $(PYTHON) -m pytest -q -rs || status=$$?; \
@@ -70,11 +79,12 @@ test: deps lint skaffold
 demo: deps
 	PYTHON=$(PYTHON) bash examples/demo.sh
 
-bench: deps skaffold
+bench: deps skaffold tofu
 	$(PYTHON) bench/run.py
 	$(PYTHON) bench/up.py
 	$(PYTHON) bench/tui.py
 	$(PYTHON) bench/skaffold.py --dev
+	$(PYTHON) bench/terraform.py
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -52,6 +52,10 @@ class KoConfig:
     # works with ko): ``kodev: {portForward: true}`` makes ``kodev up --port-forward``
     # the project's default.
     port_forward: bool = False
+    # ``kodev: {workloadKinds: [{apiVersion, kind, containers}]}``: custom resources with
+    # pod templates that kodev up and kodev logs treat as workloads (``containers`` is a
+    # JSONPath to their container lists); each as (apiVersion, kind, containers, where).
+    workload_kinds: tuple[tuple[str, str, str, str], ...] = ()
 
     def base_image_for(self, import_path: str) -> str:
         return self.base_image_overrides.get(import_path.lower(), self.default_base_image)
@@ -170,7 +174,9 @@ def _config_from_mapping(
     for index, entry in enumerate(builds_raw):
         if not isinstance(entry, dict):
             raise fail(f"builds[{index}]", "a mapping")
-        builds.append(_build_from_mapping(entry, index, string_list))
+        build = _build_from_mapping(entry, index, string_list)
+        _check_capabilities(build, f"{where}: builds[{index}].linux_capabilities")
+        builds.append(build)
     platforms = raw.get("defaultplatforms")
     own = raw.get("kodev") or {}
     if not isinstance(own, dict):
@@ -178,6 +184,20 @@ def _config_from_mapping(
     port_forward = {str(k).lower(): v for k, v in own.items()}.get("portforward", False)
     if not isinstance(port_forward, bool):
         raise fail("kodev.portForward", "true or false")
+    kinds_raw = {str(k).lower(): v for k, v in own.items()}.get("workloadkinds") or []
+    if not isinstance(kinds_raw, list):
+        raise fail("kodev.workloadKinds", "a list of {apiVersion, kind, containers}")
+    workload_kinds: list[tuple[str, str, str, str]] = []
+    for index, entry in enumerate(kinds_raw):
+        fields = {str(k).lower(): v for k, v in entry.items()} \
+            if isinstance(entry, dict) else {}
+        values = [fields.get(name) for name in ("apiversion", "kind", "containers")]
+        if not all(isinstance(v, str) and v for v in values):
+            raise fail(f"kodev.workloadKinds[{index}]",
+                       "a mapping with apiVersion, kind and containers (a JSONPath)")
+        api_version, kind, containers = (str(v) for v in values)
+        workload_kinds.append((api_version, kind, containers,
+                               f"{path}: kodev.workloadKinds[{index}]"))
     return KoConfig(
         path=path,
         default_base_image=base,
@@ -188,6 +208,7 @@ def _config_from_mapping(
         default_ldflags=string_list("defaultLdflags", raw.get("defaultldflags"), split=False),
         builds=tuple(builds),
         port_forward=port_forward,
+        workload_kinds=tuple(workload_kinds),
     )
 
 
@@ -210,6 +231,20 @@ def _build_from_mapping(entry: Mapping[str, Any], index: int, string_list: Any) 
         ldflags=optional("ldflags", False),
         linux_capabilities=string_list(f"{key}.linux_capabilities", caps, split=True),
     )
+
+
+def _check_capabilities(build: BuildConfig, where: str) -> None:
+    """A capability kodev cannot encode is a configuration error before anything builds."""
+    from kodev.oci.caps import CapabilityError, file_capabilities
+
+    try:
+        file_capabilities(build.linux_capabilities)
+    except CapabilityError as exc:
+        raise ConfigError(
+            f"{where}: {exc}",
+            hint="use capability names as setcap(8) knows them (net_bind_service, "
+            "CAP_CHOWN...), optionally with =p, =ep or +e clauses",
+        ) from exc
 
 
 def _split_platforms(values: tuple[str, ...]) -> tuple[str, ...]:

@@ -33,15 +33,20 @@ from kodev.golang.fingerprint import (
     binary_record,
     build_key,
     closure_files,
-    module_files,
-    package_from_json,
-    package_json,
     settled_files,
     stats_of,
 )
-from kodev.golang.graph import PackageGraph, load_graph
-from kodev.golang.packages import GoPackage, run_go_list, select_main_packages
+from kodev.golang.graph import PackageGraph, enclosing_module, is_local, load_graph, module_files
+from kodev.golang.packages import (
+    GoPackage,
+    go_binary,
+    package_from_json,
+    package_json,
+    run_go_list,
+    select_main_packages,
+)
 from kodev.oci.base import BaseImage, BaseLoader
+from kodev.oci.caps import file_capabilities
 from kodev.oci.image import AppLayers, Image, Index, append_app_layers
 from kodev.oci.layers import (
     COMPRESSOR,
@@ -57,13 +62,22 @@ from kodev.oci.mediatypes import layer_type_for
 from kodev.oci.platform import (
     Platform,
     PlatformSelection,
+    configured_platforms,
     host_platform_default,
     platform_from_json,
 )
 from kodev.oci.reference import Reference, parse_repository
+from kodev.publishers.api import PublishContext, Published, Publisher, tagged
+from kodev.publishers.files import LayoutPublisher, RefsFilePublisher, TarballPublisher
+from kodev.publishers.multi import MultiPublisher
+from kodev.publishers.registry import RegistryPublisher
+from kodev.publishers.sbom import SbomPublisher
 
 if TYPE_CHECKING:
+    from kodev.registry.auth import Keychain
     from kodev.registry.pool import ClientPool
+
+__all__ = ["Built", "Event", "Pipeline", "PublishOptions", "Published", "Target"]
 
 NAMING_MODES = ("md5", "preserve", "base", "bare")
 SBOM_FORMATS = ("spdx", "cyclonedx", "none")
@@ -128,18 +142,6 @@ class Built:
     binaries: dict[Platform, BuiltBinary]
 
 
-@dataclass
-class Published:
-    pattern: str
-    import_path: str
-    reference: str
-    digest: str
-    repository: str
-    artifact: Image | Index
-    binaries: dict[Platform, BuiltBinary]
-    sboms: dict[str, bytes] = field(default_factory=dict)
-
-
 def image_repository(docker_repo: str, import_path: str, naming: str) -> str:
     """ko's naming: ``md5`` (default), ``preserve`` (-P), ``base`` (-B), ``bare``."""
     repo = docker_repo.rstrip("/")
@@ -163,8 +165,12 @@ class Pipeline:
         environ: Mapping[str, str] | None = None,
         on_event: EventSink | None = None,
         config: KoConfig | None = None,
+        keychain: Keychain | None = None,
     ) -> None:
+        """``keychain``: where registry credentials come from (default: the docker config
+        and its credential helpers, found through ``environ``)."""
         self.options = options
+        self.keychain = keychain
         self.workdir = (workdir or Path.cwd()).resolve()
         self.environ = dict(os.environ if environ is None else environ)
         self.on_event = on_event or (lambda event: None)
@@ -187,9 +193,13 @@ class Pipeline:
         """The registry client pool, created on first use (building to a layout needs none)."""
         with self._pool_lock:
             if self._pool is None:
+                from kodev.registry.auth import default_keychain
                 from kodev.registry.pool import ClientPool
 
-                self._pool = ClientPool(insecure_registries=self._insecure_registries())
+                keychain = (self.keychain if self.keychain is not None
+                            else default_keychain(self.environ))
+                self._pool = ClientPool(insecure_registries=self._insecure_registries(),
+                                        keychain=keychain)
             return self._pool
 
     def _insecure_registries(self) -> frozenset[str]:
@@ -221,21 +231,10 @@ class Pipeline:
         self.on_event(Event(kind, message, import_path, data))
 
     def _platform_selection(self) -> PlatformSelection:
-        requested = self.options.platforms or self.config.default_platforms
-        goos, goarch = self.environ.get("GOOS"), self.environ.get("GOARCH")
-        if self.options.platforms and (goos or goarch):
-            raise UsageError(
-                "GOOS/GOARCH cannot be combined with --platform",
-                hint="unset GOOS and GOARCH, or drop --platform",
-            )
-        if requested:
-            return PlatformSelection.parse(list(requested))
-        if goos or goarch:
-            text = f"{goos or 'linux'}/{goarch or host_platform_default().architecture}"
-            if self.environ.get("GOARM"):
-                text += f"/v{self.environ['GOARM']}"
-            return PlatformSelection.parse([text])
-        return PlatformSelection((host_platform_default(),))
+        """oci/platform.configured_platforms decides; nothing configured: the host's."""
+        selection = configured_platforms(self.options.platforms, self.config.default_platforms,
+                                         self.environ)
+        return selection or PlatformSelection((host_platform_default(),))
 
     # ---------------------------------------------------------------- planning
 
@@ -305,7 +304,7 @@ class Pipeline:
     def build(self, patterns: Sequence[str]) -> list[Built]:
         """Plan, compile and assemble; nothing is compiled when nothing changed."""
         patterns = list(dict.fromkeys(patterns)) or ["."]
-        key = self._fingerprint_key(patterns)
+        key = self.fingerprint_key(patterns)
         store = FingerprintStore(self.cache)
         record = store.load(key) if key else None
         if record is not None:
@@ -321,8 +320,7 @@ class Pipeline:
             guess = self._guess_targets(previous)
             if previous is None or guess is None:
                 targets, closure = self._plan(patterns, with_deps=True)
-                files: dict[str, Any] | None = closure_files(
-                    closure, module_files(self.workdir, self.config.path))
+                files: dict[str, Any] | None = closure_files(closure, self._extra_files(closure))
                 self._load_bases(targets)
                 binaries = self._compile(targets)
             else:
@@ -374,8 +372,8 @@ class Pipeline:
         changes rarely change which packages are built). When go list names other targets
         than the guess, they are compiled again (go build's cache makes that cheap); go
         list's errors come first, as in a sequential build, so the result is the same."""
-        extra = module_files(self.workdir, self.config.path)
-        before = stats_of([*previous, *(str(p) for p in extra)])
+        module = enclosing_module(self.workdir)
+        before = stats_of([*previous, *(str(p) for p in self._extra_files([], module))])
         started = time.time_ns()
 
         def plan() -> tuple[list[Target], list[GoPackage]]:
@@ -392,7 +390,7 @@ class Pipeline:
             except Exception as exc:  # raised below, unless go list explains it first
                 compile_error = exc
             targets, closure = planned.result()
-        files = settled_files(closure_files(closure, extra), before, started)
+        files = settled_files(closure_files(closure, self._extra_files(closure)), before, started)
         same_platforms = all(
             self._platforms_of(t) == list(guessed_platforms.get(t.import_path, ()))
             for t in targets
@@ -402,6 +400,14 @@ class Pipeline:
                 raise compile_error
             return targets, binaries, files
         return targets, self._compile(targets), files
+
+    def _extra_files(self, closure: Sequence[GoPackage], *modules: Path | None) -> list[Path]:
+        """The non-source files a build of ``closure`` depends on (``go.mod``, ``go.work``...:
+        graph.module_files, the rule ``kodev up`` and ``skaffold deps`` use too), and
+        ``.ko.yaml``."""
+        dirs = [*modules, *(p.module_dir for p in closure if is_local(p))]
+        config = [self.config.path] if self.config.path else []
+        return [*sorted(module_files(dirs)), *config]
 
     def plan_graph(self, patterns: Sequence[str]) -> tuple[list[Target], PackageGraph]:
         """Plan, and keep the dependency graph: for callers that decide themselves what
@@ -472,11 +478,12 @@ class Pipeline:
             [(t.package, t.build, wanted(t)) for t in targets], self.workdir
         )
 
-    def _fingerprint_key(self, patterns: Sequence[str]) -> str | None:
+    def fingerprint_key(self, patterns: Sequence[str]) -> str | None:
         """Everything but the module's files that decides the binaries (fingerprint.py)."""
         if not self.options.use_cache:
             return None
         settings = {
+            "record": 2,  # packages kept in go list's JSON shape
             "platforms": str(self.selection),
             "ldflags": self.options.ldflags,
             "debug": self.options.disable_optimizations,
@@ -569,7 +576,9 @@ class Pipeline:
             binary_name=name,
             import_path=target.import_path,
             kodata=self._kodata_layer(target, windows, data_epoch or 0, media_type),
-            binary=self._binary_layer(binary, name, windows, media_type),
+            binary=self._binary_layer(binary, name, windows, media_type,
+                                      () if windows or target.build is None
+                                      else target.build.linux_capabilities),
             windows=windows,
             created=_rfc3339(epoch) if epoch is not None else None,
             kodata_created=_rfc3339(data_epoch) if data_epoch is not None else None,
@@ -617,16 +626,21 @@ class Pipeline:
         return kodata_tar(target.package.kodata_dir, allowed_root=self._kodata_root(target))
 
     def _binary_layer(
-        self, binary: BuiltBinary, name: str, windows: bool, media_type: str
+        self, binary: BuiltBinary, name: str, windows: bool, media_type: str,
+        capabilities: Sequence[str] = (),
     ) -> Layer:
-        """Cached by the binary's content: an unchanged binary is not tarred or compressed
-        again unless something needs the layer's bytes (a registry without it, a layout)."""
+        """Cached by the binary's content (and its file capabilities, ``linux_capabilities``):
+        an unchanged binary is not tarred or compressed again unless something needs the
+        layer's bytes (a registry without it, a layout)."""
+        caps = file_capabilities(capabilities)  # checked when .ko.yaml was read
+        xattr = caps.xattr() if caps is not None else None
         key = hashlib.sha256(
-            f"{binary.sha256}|{name}|{windows}|{media_type}|{COMPRESSOR}|v2".encode()
+            f"{binary.sha256}|{name}|{windows}|{media_type}|{COMPRESSOR}|"
+            f"{xattr.hex() if xattr else ''}|v2".encode()
         ).hexdigest()
 
         def fill(tar: TarBuilder) -> None:
-            add_binary(tar, binary.path, name, windows=windows)
+            add_binary(tar, binary.path, name, windows=windows, capability_xattr=xattr)
 
         meta = self.cache.get_meta("binary-layer", key)
         if meta is not None:
@@ -678,14 +692,89 @@ class Pipeline:
     # ---------------------------------------------------------------- publishing
 
     def publish(self, patterns: Sequence[str]) -> list[Published]:
-        from kodev.outputs import Outputs
-
-        outputs = Outputs(self)
+        """Build, then publish under the options' tags."""
+        docker_repo = self.docker_repo()  # fails before any build when unset
         if self.options.push:
             # Importing httpx and opening the client overlaps with go build.
-            registry = parse_repository(outputs.docker_repo)[0]
+            registry = parse_repository(docker_repo)[0]
             threading.Thread(target=self.pool.get, args=(registry,), daemon=True).start()
-        return outputs.write(self.build(patterns))
+        return self.write(self.build(patterns))
+
+    def write(
+        self, built: Sequence[Built], *, tags: Sequence[str] | None = None
+    ) -> list[Published]:
+        """Publish what ``build``/``rebuild`` made, under ``tags`` (default: the options')."""
+        chosen = tuple(t for t in (self.options.tags if tags is None else tags) if t)
+        docker_repo = self.docker_repo()
+        results = [self._published(item, docker_repo, chosen) for item in built]
+        self.publisher(chosen).publish(results)
+        return results
+
+    def docker_repo(self) -> str:
+        """``KO_DOCKER_REPO`` (or ``--docker-repo``); ``ko.local`` when nothing is pushed."""
+        repo = (self.options.docker_repo or self.environ.get("KO_DOCKER_REPO", "")).strip()
+        if repo:
+            return repo
+        if self.options.push:
+            raise UsageError(
+                "KO_DOCKER_REPO environment variable is unset",
+                hint="export KO_DOCKER_REPO=<registry>/<path> (for a local registry: "
+                "localhost:5000), or use --push=false",
+            )
+        return "ko.local"
+
+    def publisher(self, tags: Sequence[str]) -> MultiPublisher:
+        """The options' publishers in ko's order (layout, tarball, registry: the last
+        reference wins); SBOMs are made first and the refs file is written last."""
+        options = self.options
+        context = PublishContext(emit=self.emit, open_layer=self.open_layer,
+                                 clients=lambda: self.pool, cache=self.cache,
+                                 go=go_binary(self.environ))
+        chain: list[Publisher] = []
+        if options.sbom != "none":
+            chain.append(SbomPublisher(context, options.sbom, options.sbom_dir))
+        if options.oci_layout_path:
+            chain.append(LayoutPublisher(context, Path(options.oci_layout_path), tags,
+                                         tag_only=options.tag_only))
+        if options.tarball:
+            chain.append(TarballPublisher(context, Path(options.tarball), tags,
+                                          tag_only=options.tag_only))
+        if options.push:
+            chain.append(RegistryPublisher(context, tags, tag_only=options.tag_only,
+                                           jobs=options.jobs or 4,
+                                           sbom_media_type=_sbom_media_type(options.sbom)))
+        if options.image_refs:
+            chain.append(RefsFilePublisher(Path(options.image_refs)))
+        return MultiPublisher(*chain)
+
+    def _published(self, item: Built, docker_repo: str, tags: Sequence[str]) -> Published:
+        target = item.target
+        repository = target_reference(docker_repo, target.import_path, self.options.naming).name
+        base = target.base
+        assert base is not None
+        result = Published(
+            pattern=target.pattern,
+            import_path=target.import_path,
+            reference=f"{repository}@{item.artifact.digest}",
+            digest=item.artifact.digest,
+            repository=repository,
+            artifact=item.artifact,
+            binaries=item.binaries,
+            binary_name=target.package.binary_name,
+            base_name=base.name,
+            base_digest=base.digest,
+        )
+        if self.options.tag_only:
+            result.reference = tagged(result, tags)
+        return result
+
+
+def _sbom_media_type(kind: str) -> str | None:
+    if kind == "none":
+        return None
+    from kodev.golang.sbom import SBOM_MEDIA_TYPES  # loaded only when SBOMs are made
+
+    return SBOM_MEDIA_TYPES[kind]
 
 
 def _main_pattern(main: str) -> str:

@@ -12,7 +12,7 @@ import pytest
 from tests.faults.catalog import fault_of
 
 pytest_plugins = ["tests.fixtures.registry", "tests.fixtures.kube", "tests.fixtures.kodev",
-                  "tests.fixtures.up"]
+                  "tests.fixtures.up", "tests.fixtures.crds"]
 
 _skipped: list[str] = []
 

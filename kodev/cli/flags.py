@@ -347,6 +347,14 @@ examples:
   kodev up -f config/ --cleanup               # delete what up applied when it stops
   kodev up -f config/ --port-forward          # container ports on http://127.0.0.1:PORT
   kodev up -f config/ --live                  # new binary into running containers, no new Pod
+  kodev up -f config/ --run-cronjobs          # a changed CronJob also runs once, now
+  kodev up -f config/ --workload-kind 'example.com/v1/Worker={.spec.template.spec.containers}'
+
+Workloads of every kind are followed: Deployment, StatefulSet, DaemonSet, ReplicaSet
+(its Pods are recreated), Job (replaced: its pod template is immutable), CronJob (the
+next run uses the new image), Pod (the container restarts in place), Argo Rollout and
+Knative Service; a custom resource with a pod template takes one --workload-kind, or an
+entry in .ko.yaml's kodev.workloadKinds.
 
 Only the images a change affects are rebuilt (from go list -deps), in one go build;
 an identical binary is not pushed; new digests are patched into the containers that
@@ -388,7 +396,18 @@ def add_up_flags(name: str, parser: argparse.ArgumentParser) -> None:
                             "/kodev-live; falls back to a rollout, saying why, when a swap "
                             "cannot be done; on stop the workloads are patched to the last "
                             "build's digest")
+    group.add_argument("--run-cronjobs", action="store_true",
+                       help="after a CronJob's image changes, start a Job from it at once "
+                            "(as kubectl create job --from=cronjob/NAME)")
+    add_workload_kind_flag(group)
     parser.set_defaults(sbom="none")
+
+
+def add_workload_kind_flag(parser: argparse._ActionsContainer) -> None:
+    parser.add_argument("--workload-kind", action="append", default=[],
+                        metavar="GROUP/VERSION/KIND=JSONPATH",
+                        help="a custom resource kind to treat as a workload, with a JSONPath "
+                             "to its containers (repeatable; .ko.yaml: kodev.workloadKinds)")
 
 
 CREATE_EPILOG = """\
@@ -478,6 +497,7 @@ LOGS_EPILOG = """\
 examples:
   kodev logs                       # every workload kodev applied in the namespace
   kodev logs web deployment/worker -n dev
+  kodev logs cronjob/report job/migrate rollout/api
   kodev logs -A -l app=web --since 10m
   kodev logs web -c '^app$' --tail 20 -t
   kodev logs -o json --no-follow | jq -r .message
@@ -494,8 +514,9 @@ def add_logs_flags(name: str, parser: argparse.ArgumentParser) -> None:
     """Flags of ``logs`` (stern's names where they exist)."""
     parser.epilog = LOGS_EPILOG
     parser.add_argument("names", nargs="*", metavar="NAME",
-                        help="Deployment, StatefulSet or DaemonSet name, or KIND/NAME "
-                        "(default: every workload labelled app.kubernetes.io/managed-by=kodev)")
+                        help="a workload's name, or KIND/NAME (deploy, sts, ds, rs, job, cj, "
+                        "pod, rollout, ksvc, or a --workload-kind; default: every workload "
+                        "labelled app.kubernetes.io/managed-by=kodev)")
     parser.add_argument("-l", "--selector", metavar="SELECTOR",
                         help="only Pods whose labels match (e.g. app=web,tier!=db)")
     add_kube_flags(parser, timeout=False)
@@ -517,6 +538,7 @@ def add_logs_flags(name: str, parser: argparse.ArgumentParser) -> None:
                        help="colour the prefixes (auto: on a terminal, unless NO_COLOR is set)")
     group.add_argument("--no-follow", dest="follow", action="store_false",
                        help="print what is there and exit")
+    add_workload_kind_flag(parser)
 
 
 # One entry per command that has flags: name -> function(name, parser).

@@ -52,14 +52,14 @@ def read_secret(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def login(args: argparse.Namespace) -> int:
-    from kodev.registry.auth import Credentials, StaticKeychain
+    from kodev.registry.auth import StaticKeychain
     from kodev.registry.client import RegistryClient
     from kodev.registry.dockerconfig import store_credentials
     from kodev.registry.errors import RegistryUnauthorized
 
     host = registry_host(args.registry)
     username, password = read_secret(args)
-    keychain = StaticKeychain(Credentials(username=username, password=password))
+    keychain = StaticKeychain(host, username, password)
     with RegistryClient(host, insecure=args.insecure_registry, keychain=keychain,
                         max_attempts=2) as client:
         try:

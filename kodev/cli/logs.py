@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kodev.console import wants_color
@@ -23,6 +24,7 @@ def log_options(args: argparse.Namespace) -> LogOptions:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kodev.config import load_config
     from kodev.kube.client import KubeOptions, connect
     from kodev.kube.logs import (
         LogFollower,
@@ -34,7 +36,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.all_namespaces and args.namespace:
         raise UsageError("-A and -n exclude each other", hint="pass one of them")
-    workloads = [parse_workload_ref(name) for name in args.names] or None
+    from kodev.kube.workloads import project_table
+
+    table = project_table(load_config(Path.cwd()).workload_kinds, args.workload_kind)
+    workloads = [parse_workload_ref(name, table) for name in args.names] or None
     options = log_options(args)
     color_out = wants_color(args.color, sys.stdout)
     color_err = wants_color(args.color, sys.stderr)
@@ -51,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     cluster = connect(KubeOptions(args.kubeconfig, args.context, args.namespace))
     try:
         namespace = None if args.all_namespaces else cluster.namespace
-        LogFollower(cluster, namespace, workloads, args.selector, options, show).run()
+        LogFollower(cluster, namespace, workloads, args.selector, options, show,
+                    table).run()
     finally:
         cluster.close()
     return 0

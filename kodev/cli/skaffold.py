@@ -255,24 +255,23 @@ def build_and_output(
                 options, workdir=request.context, environ=environ, on_event=printer
             )
             try:
-                result = publish_one(pipeline, pattern, request.tag)
+                result, tag = publish_one(pipeline, pattern, request.tag)
             finally:
                 pipeline.close()
         if tarball is not None:
             docker_load(tarball, environ)
-    return result, options.tags[0]
+    return result, tag
 
 
-def publish_one(pipeline: Pipeline, pattern: str, tag: str | None) -> Published:
+def publish_one(pipeline: Pipeline, pattern: str, tag: str | None) -> tuple[Published, str]:
     """Publish under ``tag``; without one, under ``kodev-<digest hex>`` (content-addressed,
-    so an unchanged image keeps its reference and Tilt does not restart anything)."""
+    so an unchanged image keeps its reference and Tilt does not restart anything). Returns
+    the result and the tag it got."""
     if tag:
-        return pipeline.publish([pattern])[0]
-    from kodev.outputs import Outputs
-
+        return pipeline.publish([pattern])[0], tag
     built = pipeline.build([pattern])
-    pipeline.options.tags = (content_tag(built[0].artifact.digest),)
-    return Outputs(pipeline).write(built)[0]
+    chosen = content_tag(built[0].artifact.digest)
+    return pipeline.write(built, tags=(chosen,))[0], chosen
 
 
 def content_tag(digest: str) -> str:

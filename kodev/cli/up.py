@@ -28,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
         logs=args.logs,
         port_forward=args.port_forward,
         live=args.live,
+        run_cronjobs=args.run_cronjobs,
+        workload_kinds=tuple(args.workload_kind),
         workdir=Path.cwd(),
     )
     dashboard = Dashboard()

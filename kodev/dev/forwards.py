@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kodev.dev.dashboard import Dashboard
-from kodev.kube.apply import pod_spec
 from kodev.kube.client import Cluster
 from kodev.kube.portforward import LocalForward
 from kodev.kube.rollout import WorkloadRef, WorkloadWatch
+from kodev.kube.workloads import WorkloadKind, get_path
 
 
 @dataclass(frozen=True)
@@ -35,14 +35,16 @@ class PortSpec:
         return f"{self.workload}:{self.port}"
 
 
-def declared_ports(workload: WorkloadRef, data: Mapping[str, Any]) -> list[PortSpec]:
+def declared_ports(workload: WorkloadRef, data: Mapping[str, Any], kind: WorkloadKind
+                   ) -> list[PortSpec]:
     """The TCP ``containerPort`` of every container (not init containers) of the workload."""
     found: list[PortSpec] = []
-    for container in (pod_spec(data) or {}).get("containers") or []:
-        for port in container.get("ports") or []:
+    for container in kind.containers_of(data):
+        for port in (get_path(data, container.path) or {}).get("ports") or [] \
+                if not container.init else []:
             number = port.get("containerPort")
             if isinstance(number, int) and str(port.get("protocol", "TCP")).upper() == "TCP":
-                found.append(PortSpec(workload, str(container.get("name")), number))
+                found.append(PortSpec(workload, container.name, number))
     return found
 
 

@@ -36,6 +36,8 @@ from kodev.dev.live import (
     running_targets,
 )
 from kodev.dev.planner import ChangePlanner, Plan
+from kodev.dev.retry import RetryScheduler
+from kodev.dev.rollouts import PendingRollout, RolloutTracker
 from kodev.dev.watcher import Batch, ChangeQueue, FileWatcher
 from kodev.errors import BuildError, KodevError, KubeError, RegistryError, UsageError
 from kodev.golang.builder import BuiltBinary
@@ -47,18 +49,18 @@ from kodev.kube.apply import (
     apply_objects,
     mark,
     objects_from_documents,
-    pod_spec,
 )
 from kodev.kube.client import Cluster, KubeOptions
 from kodev.kube.cluster_info import LocalRegistry
 from kodev.kube.rollout import (
-    ROLLABLE_KINDS,
     ContainerSlot,
-    ProblemReport,
+    Swapped,
     WorkloadRef,
     WorkloadWatch,
+    run_now,
     swap_images,
 )
+from kodev.kube.workloads import BUILTIN_TABLE, Update, WorkloadKind, WorkloadTable, project_table
 from kodev.publish import Built, Event, Pipeline, Published, PublishOptions, Target
 from kodev.resolve import (
     Selection,
@@ -71,8 +73,6 @@ from kodev.resolve import (
 )
 from kodev.yamlsub import KoRef
 
-MAX_BACKOFF_SECONDS = 8.0
-RECOVERED_AFTER_SECONDS = 15.0  # longer than the kubelet's first crash back-off (10 s)
 RETRIABLE = (RegistryError, KubeError, OSError)
 
 
@@ -90,6 +90,8 @@ class UpSettings:
     logs: bool = True  # follow the workloads' logs (kodev logs' engine) into the events
     port_forward: bool | None = None  # None: .ko.yaml's kodev.portForward (default off)
     live: bool = False  # swap new binaries into the running containers (kodev/dev/live.py)
+    run_cronjobs: bool = False  # start a CronJob's Job at once after its image changed
+    workload_kinds: Sequence[str] = ()  # --workload-kind GROUP/VERSION/KIND=JSONPATH
     workdir: Path = field(default_factory=Path.cwd)
 
 
@@ -102,15 +104,6 @@ class Deployed:
     binaries: dict[str, str]  # platform -> sha256 of the binary
     frame: str = ""  # live.frame(): the image but its binary and kodata layers
     kodata: str = ""  # live.kodata_digest(): the live image's kodata layer
-
-
-@dataclass
-class PendingRollout:
-    import_paths: set[str]
-    started: float  # time.monotonic() of the save that caused it
-    generation: int
-    cause: str = "the save"  # what the latency is measured from, for messages
-    problems: ProblemReport = field(default_factory=ProblemReport)
 
 
 class DevLoop:
@@ -133,14 +126,12 @@ class DevLoop:
         self.objects: dict[Path, list[KubeObject]] = {}
         self.slots: dict[str, list[ContainerSlot]] = {}
         self.workload_file: dict[WorkloadRef, Path] = {}
-        self.pending: dict[WorkloadRef, PendingRollout] = {}
-        self._pending_lock = threading.Lock()
+        self.rollouts = RolloutTracker(dashboard, self._import_paths_of, live=settings.live,
+                                       stopping=self.stopping)
         self.watch: WorkloadWatch | None = None
+        self.table: WorkloadTable = BUILTIN_TABLE  # + the project's kinds, once connected
         self.forwards: PortForwards | None = None
         self.ports: dict[WorkloadRef, list[PortSpec]] = {}
-        self.health: dict[WorkloadRef, ProblemReport] = {}  # reported between rollouts
-        self._clear_since: dict[WorkloadRef, float] = {}  # when a reported problem went away
-        self._health_lock = threading.Lock()
         self.live: LiveSwapper | None = None
         # live mode: what each workload's containers run, ahead of its spec (slot -> ref),
         # and which binary each (Pod UID, container) got
@@ -151,13 +142,9 @@ class DevLoop:
         self._live_lock = threading.Lock()
         self._catch_up = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-catch-up")
         self.log_followers: list[Any] = []  # kodev.kube.logs.LogFollower, imported lazily
-        self.logged_namespaces: set[str] = set()
         self.files_watcher: FileWatcher | None = None
         self.failed_builds: set[str] = set()
-        self.retry_images: set[str] = set()
-        self.retry_files: set[Path] = set()
-        self.retry_at: float | None = None
-        self.backoff = 0.5
+        self.retry = RetryScheduler()
         self._deploy_attempts = 0
         self._pod_workload: dict[tuple[str, str], str] = {}  # (namespace, pod) -> workload
         dashboard.rebuild_handler = self.rebuild
@@ -169,7 +156,7 @@ class DevLoop:
         try:
             self.prepare()
             while not self.deploy():  # a compile error, or a registry still down
-                batch = self.changes.next_batch(timeout=self._until_retry())
+                batch = self.changes.next_batch(timeout=self.retry.until())
                 if ChangeQueue.STOP in batch.requests or self.stopping.is_set():
                     return 0
             self._start_cluster_watchers()
@@ -177,12 +164,11 @@ class DevLoop:
                                 f"{', '.join(str(p) for p in sorted(self._watch_roots()))}; "
                                 f"quiet period {self.settings.quiet_seconds * 1000:.0f} ms")
             while not self.stopping.is_set():
-                batch = self.changes.next_batch(timeout=self._until_retry())
+                batch = self.changes.next_batch(timeout=self.retry.until())
                 if ChangeQueue.STOP in batch.requests or self.stopping.is_set():
                     break
                 self._iterate_safely(batch)
-                if self.retry_at is None:  # nothing failed: the next failure starts afresh
-                    self.backoff = 0.5
+                self.retry.settled()  # nothing failed: the next failure starts afresh
         finally:
             self.shutdown()
         return 0
@@ -234,8 +220,7 @@ class DevLoop:
             self.dashboard.emit("error", f"{exc}: fix it and save; kodev up keeps watching")
             self._waiting("the error is fixed")
             return False
-        self.retry_images, self.retry_files, self.retry_at = set(), set(), None
-        self.backoff = 0.5
+        self.retry.succeeded()
         return True
 
     def _waiting(self, until: str) -> None:
@@ -276,6 +261,7 @@ class DevLoop:
         from kodev.config import load_config
         from kodev.kube.client import connect, dynamic_client
         from kodev.kube.cluster_info import local_registry, node_platforms
+        from kodev.oci.platform import configured_platforms
 
         self.cluster = connect(self.settings.kube, self.environ)
         dynamic = dynamic_client(self.cluster, default_cache_dir(self.environ) / "kube")
@@ -284,8 +270,9 @@ class DevLoop:
         config = load_config(self.settings.workdir, self.environ)
         if self.settings.port_forward is None:
             self.settings.port_forward = config.port_forward
-        if not options.platforms and not config.default_platforms \
-                and not self.environ.get("GOOS") and not self.environ.get("GOARCH"):
+        self.table = project_table(config.workload_kinds, self.settings.workload_kinds)
+        if configured_platforms(options.platforms, config.default_platforms,
+                                self.environ) is None:
             platforms = tuple(node_platforms(self.cluster))
             if platforms:
                 self.settings.options = options = replace(options, platforms=platforms)
@@ -364,7 +351,8 @@ class DevLoop:
         self.watch = WorkloadWatch(self.cluster, namespaces or {self.cluster.namespace},
                                    self._on_cluster_change,
                                    label_selector="app.kubernetes.io/managed-by=kodev",
-                                   on_error=self._watch_failed)
+                                   table=self.table, on_error=self._watch_failed)
+        self.rollouts.watch = self.watch
         self.watch.start()
         if self.settings.live:
             self.live = LiveSwapper(self.cluster)
@@ -372,24 +360,21 @@ class DevLoop:
             self.forwards = PortForwards(self.cluster, self.watch, self.dashboard)
             self.forwards.ensure(p for specs in self.ports.values() for p in specs)
         if self.settings.logs:
-            self._follow_logs(namespaces or {self.cluster.namespace})
+            self._follow_logs()
 
-    def _follow_logs(self, namespaces: Iterable[str]) -> None:
-        """Every kodev workload's Pods in these namespaces, across rollouts, into the
-        events (a log pane in the TUI, interleaved lines otherwise)."""
+    def _follow_logs(self) -> None:
+        """Every kodev workload's Pods, across rollouts, into the events (a log pane in the
+        TUI, interleaved lines otherwise): kodev logs' engine, on the same watched state
+        as the rollouts (namespaces added later are followed too)."""
         from kodev.kube.logs import LogFollower, LogOptions
 
-        assert self.cluster is not None
-        for namespace in sorted(namespaces):
-            self.logged_namespaces.add(namespace)
-            follower = LogFollower(self.cluster, namespace, None, None,
-                                   LogOptions(tail=10, follow=True), self._log_event)
-            try:
-                follower.start()
-            except KodevError as exc:
-                self.dashboard.emit("warning", f"not following logs in {namespace}: {exc}")
-                continue
-            self.log_followers.append(follower)
+        assert self.cluster is not None and self.watch is not None
+        assert self.watch.state is not None
+        follower = LogFollower(self.cluster, None, None, None,
+                               LogOptions(tail=10, follow=True), self._log_event,
+                               table=self.table, state=self.watch.state)
+        follower.start()
+        self.log_followers.append(follower)
 
     def _log_event(self, event: Any) -> None:
         from kodev.kube.logs import LogLine, format_line, format_notice
@@ -411,7 +396,7 @@ class DevLoop:
         started = batch.first_seen or time.monotonic()
         plan = self.planner.plan(batch.paths)
         self._add_requests(batch, plan)
-        if batch.paths and not plan and not self._retry_due():
+        if batch.paths and not plan and not self.retry.due():
             names = ", ".join(sorted(p.name for p in plan.ignored))
             self.dashboard.emit("ignored", f"no image depends on {names}")
             return
@@ -420,10 +405,10 @@ class DevLoop:
             self.dashboard.emit("change", f"changed: {', '.join(_short(c) for c in changed)}",
                                 files=changed)
         images = set(plan.images)
-        if self._retry_due():
-            images |= self.retry_images
-            plan.manifests |= self.retry_files
-            self.retry_images, self.retry_files, self.retry_at = set(), set(), None
+        if self.retry.due():
+            owed_images, owed_files = self.retry.take()
+            images |= owed_images
+            plan.manifests |= owed_files
         try:
             if plan.reload_config or self.config_error:
                 images |= self._reload_config()
@@ -574,10 +559,8 @@ class DevLoop:
         return True
 
     def _publish(self, built: Sequence[Built]) -> list[Published]:
-        from kodev.outputs import Outputs
-
         assert self.pipeline is not None
-        return Outputs(self.pipeline).write(built)
+        return self.pipeline.write(built)
 
     def _reference(self, result: Published) -> str:
         """The digest reference as the workloads must name it."""
@@ -621,8 +604,7 @@ class DevLoop:
             self._record(result)
             if not self.slots.get(result.import_path):
                 self.dashboard.update(result.import_path, state=READY,
-                                      message="pushed; no Deployment/StatefulSet/DaemonSet "
-                                      "runs it")
+                                      message="pushed; no workload runs it")
         for workload in gone:
             self._workload_gone(workload)
 
@@ -634,25 +616,47 @@ class DevLoop:
         """Patch one workload: "patched", "gone" (deleted by hand) or "failed" (retried)."""
         assert self.cluster is not None
         import_paths = self._import_paths_in(images)
+        kind = self._kind(workload)
+        if kind.update is Update.REPLACE:
+            self.rollouts.replacing.add(workload)
         try:
-            generation = swap_images(self.cluster, workload, images)
+            swapped = swap_images(self.cluster, workload, images, kind)
         except RETRIABLE as exc:
             self._schedule_retry(import_paths, set(), exc)
             return "failed"
-        if generation is None:
+        if swapped is None:
             return "gone"
         patched = time.monotonic() - started
-        with self._pending_lock:
-            self.pending[workload] = PendingRollout(import_paths, started, generation)
+        uid = swapped.uid if swapped.update is Update.REPLACE else ""
+        self.rollouts.expect(workload, PendingRollout(import_paths, started,
+                                                      swapped.generation, uid=uid))
         for ip in import_paths:
             self.dashboard.update(ip, state=ROLLING)
-        self.dashboard.emit("patched", f"{workload}: image patched "
+        self.dashboard.emit("patched", f"{workload}: {_swap_words(swapped)} "
                             f"({patched:.2f}s after the save)", workload=str(workload),
-                            namespace=workload.namespace,
+                            namespace=workload.namespace, update=swapped.update.value,
                             images=sorted(images.values()), save_to_patch_seconds=round(
                                 patched, 3), importpaths=sorted(import_paths))
-        self._check_rollouts(workload)
+        if swapped.update is Update.NEXT_RUN and self.settings.run_cronjobs:
+            self._run_cronjob(workload)
+        self.rollouts.check(workload)
         return "patched"
+
+    def _kind(self, workload: WorkloadRef) -> WorkloadKind:
+        return self.watch.kind_of(workload) if self.watch is not None \
+            else self.table.get(workload.kind)
+
+    def _run_cronjob(self, workload: WorkloadRef) -> None:
+        """--run-cronjobs: start the CronJob's Job now (kubectl create job --from)."""
+        assert self.cluster is not None
+        try:
+            job = run_now(self.cluster, workload)
+        except RETRIABLE as exc:
+            self.dashboard.emit("error", f"{workload}: could not start a Job now: {exc}",
+                                workload=str(workload))
+            return
+        self.dashboard.emit("job", f"{workload}: started job/{job} with the new image",
+                            workload=str(workload), job=job)
 
     # ================================================================ live swaps
 
@@ -783,7 +787,7 @@ class DevLoop:
             if not follow:
                 assert self.cluster is not None
                 try:
-                    swap_images(self.cluster, workload, images)
+                    swap_images(self.cluster, workload, images, self._kind(workload))
                 except RETRIABLE as exc:
                     self.dashboard.emit("error", f"{workload}: could not record the live "
                                         f"binary in its spec: {exc}")
@@ -813,12 +817,15 @@ class DevLoop:
         selections = [self.selections[f] for f in files]
         import_path_of = {ref: ip for ip, ref in references.items()}
         applied: dict[Path, list[KubeObject]] = {}
-        for path, docs in zip(files, render_documents(selections, references), strict=True):
-            objects = objects_from_documents(docs)
-            self.kube.validate(objects)
+        rendered = [(path, objects_from_documents(docs)) for path, docs in
+                    zip(files, render_documents(selections, references), strict=True)]
+        # All files at once: a kind whose CRD is in another file is known.
+        self.kube.validate([o for _, objects in rendered for o in objects])
+        for path, objects in rendered:
             for obj in objects:
-                mark(obj, import_path_of)
-                if self.settings.live and obj.kind in ROLLABLE_KINDS:
+                mark(obj, import_path_of, self.table)
+                kind = self.table.of(obj.api_version, obj.kind)
+                if self.settings.live and kind is not None and kind.live:
                     obj.data = add_live_volume(obj.data, import_path_of.__contains__)
             applied[path] = objects
         everything = [o for objects in applied.values() for o in objects]
@@ -835,31 +842,32 @@ class DevLoop:
         for ip in self.slots:
             self.slots[ip] = [s for s in self.slots[ip]
                               if self.workload_file.get(s.workload) != path]
+        kinds = set()
         for obj in objects:
-            if obj.kind not in ROLLABLE_KINDS or obj.group != "apps":
+            kind = self.table.of(obj.api_version, obj.kind)
+            if kind is None:
                 continue
-            workload = WorkloadRef(obj.kind, obj.namespace or "default", obj.name)
+            kinds.add(kind.key)
+            workload = WorkloadRef(kind.key, obj.namespace or "default", obj.name)
             self.workload_file[workload] = path
-            self.ports[workload] = declared_ports(workload, obj.data)
+            self.ports[workload] = declared_ports(workload, obj.data, kind)
             runs = set()
-            for slot, image in _container_slots(workload, obj.data):
+            for slot, image in _container_slots(kind, workload, obj.data):
                 runs_path = import_path_of.get(image)
                 if runs_path:
                     self.slots.setdefault(runs_path, []).append(slot)
                     runs.add(runs_path)
             if runs:
-                with self._pending_lock:
-                    self.pending[workload] = PendingRollout(runs, started, 0, "apply")
+                self.rollouts.expect(workload, PendingRollout(runs, started, 0, "apply"))
                 for ip in runs:
                     self.dashboard.update(ip, state=ROLLING)
                 self.dashboard.add_workload(str(workload), workload.namespace, sorted(runs))
         if self.forwards is not None:
             self.forwards.ensure(p for specs in self.ports.values() for p in specs)
-        if self.watch is not None:  # a re-applied file may bring a new namespace
+        if self.watch is not None:  # a re-applied file may bring a new namespace or kind
             namespaces = {w.namespace for w in self.workload_file}
             self.watch.add_namespaces(namespaces)
-            if self.settings.logs:
-                self._follow_logs(namespaces - self.logged_namespaces)
+            self.watch.add_kinds(kinds)
 
     def _reapply(self, files: Sequence[Path], started: float) -> None:
         """A YAML file changed (or a workload from it was deleted): read it again, build
@@ -888,6 +896,8 @@ class DevLoop:
 
     def _on_cluster_change(self, what: str, workload: WorkloadRef | None) -> None:
         if what == "deleted" and workload is not None:
+            if workload in self.rollouts.replacing:
+                return  # kodev's own delete-and-create of a Job
             path = self.workload_file.get(workload)
             if path is not None and not self.stopping.is_set():
                 self.dashboard.emit("deleted", f"{workload} was deleted: applying "
@@ -901,55 +911,13 @@ class DevLoop:
                 self._catch_up.submit(self._catch_up_new_pods)
         self._refresh_pod_counts()
         if workload is None:
-            with self._pending_lock:
-                pending = list(self.pending)
-            for item in pending:
-                self._check_rollouts(item)
+            for item in self.rollouts.pending_workloads():
+                self.rollouts.check(item)
             for item in list(self.workload_file):
-                self._check_health(item)
+                self.rollouts.check_health(item)
         else:
-            self._check_rollouts(workload)
-            self._check_health(workload)
-
-    def _check_health(self, workload: WorkloadRef) -> None:
-        """Between rollouts: a Pod that stops running (a crash after the rollout counted
-        it available, say) is reported once; its recovery once it has lasted
-        RECOVERED_AFTER_SECONDS (a crash-looping container runs for a moment between
-        back-offs, and that is no recovery)."""
-        if self.watch is None or self.stopping.is_set():
-            return
-        with self._pending_lock:
-            if workload in self.pending:
-                return
-        with self._health_lock:  # the watch thread and the recovery timer both call this
-            self._update_health(workload, self.watch.pod_problem(workload))
-
-    def _update_health(self, workload: WorkloadRef, problem: str | None) -> None:
-        if problem:
-            self._clear_since.pop(workload, None)
-            if self.health.setdefault(workload, ProblemReport()).news(problem):
-                self._report_unhealthy(workload, problem)
-            return
-        if workload not in self.health:
-            return
-        if workload not in self._clear_since:
-            self._clear_since[workload] = time.monotonic()
-            timer = threading.Timer(RECOVERED_AFTER_SECONDS, self._check_health, (workload,))
-            timer.daemon = True
-            timer.start()
-            return
-        if time.monotonic() - self._clear_since[workload] < RECOVERED_AFTER_SECONDS - 0.5:
-            return  # a Pod event before the timer: the timer decides
-        del self.health[workload], self._clear_since[workload]
-        for ip in self._import_paths_of(workload):
-            self.dashboard.update(ip, state=READY, message="")
-        self.dashboard.emit("recovered", f"{workload}: running again", workload=str(workload))
-
-    def _report_unhealthy(self, workload: WorkloadRef, problem: str) -> None:
-        for ip in self._import_paths_of(workload):
-            self.dashboard.update(ip, state=FAILED, message=_row_problem(problem))
-        self.dashboard.emit("failed", f"{workload}: {problem}", workload=str(workload),
-                            reason=problem)
+            self.rollouts.check(workload)
+            self.rollouts.check_health(workload)
 
     def _workload_of_pod(self, namespace: str, pod: str) -> str | None:
         """The workload (``deployment/web``) a Pod belongs to, for the log events (the
@@ -970,52 +938,6 @@ class DevLoop:
     def _import_paths_of(self, workload: WorkloadRef) -> set[str]:
         return {ip for ip, slots in self.slots.items() if any(s.workload == workload
                                                                for s in slots)}
-
-    def _check_rollouts(self, workload: WorkloadRef) -> None:
-        if self.watch is None:
-            return
-        with self._pending_lock:
-            pending = self.pending.get(workload)
-            if pending is None or self.watch.generation(workload) < pending.generation:
-                return
-            status = self.watch.status(workload)
-            if status is None:
-                return
-            if status.done:
-                del self.pending[workload]
-            elif not (status.problem and pending.problems.news(status.problem)):
-                return
-        latency = time.monotonic() - pending.started
-        if status.done:
-            self._rollout_done(workload, pending, latency)
-        else:
-            for ip in pending.import_paths:
-                self.dashboard.update(ip, state=FAILED,
-                                      message=_row_problem(status.problem or ""))
-            self.dashboard.emit("failed", f"{workload}: rollout stuck: {status.problem}",
-                                workload=str(workload), reason=status.problem)
-
-    def _rollout_done(self, workload: WorkloadRef, pending: PendingRollout,
-                      latency: float) -> None:
-        with self._health_lock:  # what the rollout replaced is no longer news
-            self.health.pop(workload, None)
-            self._clear_since.pop(workload, None)
-        with self._pending_lock:
-            still_rolling = {ip for p in self.pending.values() for ip in p.import_paths}
-        after_save = pending.cause == "the save"
-        mode = "rolled" if self.settings.live else ""
-        for ip in pending.import_paths - still_rolling:
-            if after_save:
-                self.dashboard.update(ip, state=READY, latency_seconds=latency, message=mode)
-            else:
-                self.dashboard.update(ip, state=READY, message="")
-        timing: dict[str, Any] = {"save_to_ready_seconds": round(latency, 3),
-                                  "save_to_running_seconds": round(latency, 3),
-                                  "mode": "rolled"} if after_save else {}
-        self.dashboard.emit("ready", f"{workload}: rollout complete, "
-                            f"{latency:.2f}s after {pending.cause}", workload=str(workload),
-                            namespace=workload.namespace,
-                            importpaths=sorted(pending.import_paths), **timing)
 
     def _refresh_pod_counts(self) -> None:
         if self.watch is None:
@@ -1057,22 +979,13 @@ class DevLoop:
                             images=sorted(images))
 
     def _schedule_retry(self, images: set[str], files: set[Path], exc: BaseException) -> None:
-        self.retry_images |= images
-        self.retry_files |= files
-        self.retry_at = time.monotonic() + self.backoff
+        delay = self.retry.schedule(images, files)
         for ip in images:
             self.dashboard.update(ip, state=FAILED, message=str(exc))
         kept = ("the last good image stays deployed" if self.deployed
                 else "nothing is deployed yet")
-        self.dashboard.emit("retry", f"{exc}: retrying in {self.backoff:.1f}s ({kept})",
-                            images=sorted(images), retry_seconds=self.backoff)
-        self.backoff = min(self.backoff * 2, MAX_BACKOFF_SECONDS)
-
-    def _retry_due(self) -> bool:
-        return self.retry_at is not None and time.monotonic() >= self.retry_at
-
-    def _until_retry(self) -> float | None:
-        return None if self.retry_at is None else max(0.0, self.retry_at - time.monotonic())
+        self.dashboard.emit("retry", f"{exc}: retrying in {delay:.1f}s ({kept})",
+                            images=sorted(images), retry_seconds=delay)
 
     def _cleanup(self) -> None:
         from kodev.kube.apply import delete_objects
@@ -1085,20 +998,21 @@ class DevLoop:
         self.dashboard.emit("deleted", outcome.line(), **outcome.json())
 
 
-def _container_slots(workload: WorkloadRef, data: Mapping[str, Any]
+def _container_slots(kind: WorkloadKind, workload: WorkloadRef, data: Mapping[str, Any]
                      ) -> list[tuple[ContainerSlot, str]]:
-    spec = pod_spec(data) or {}
-    slots = []
-    for key, init in (("initContainers", True), ("containers", False)):
-        for container in spec.get(key) or []:
-            slots.append((ContainerSlot(workload, str(container.get("name")), init),
-                          str(container.get("image", ""))))
-    return slots
+    return [(ContainerSlot(workload, c.name, c.init), c.image)
+            for c in kind.containers_of(data)]
 
 
-def _row_problem(problem: str) -> str:
-    """A problem as an image row shows it: the reason first (the Pod is in the event)."""
-    return problem.split(": ", 1)[1] if problem.startswith("pod ") else problem
+def _swap_words(swapped: Swapped) -> str:
+    """What the swap did, for the event line."""
+    return {
+        Update.ROLLS: "image patched",
+        Update.RECREATE_PODS: "image patched; its Pods are recreated",
+        Update.REPLACE: "replaced with the new image (a Job's pod template is immutable)",
+        Update.NEXT_RUN: "image patched; the next scheduled run uses it",
+        Update.IN_PLACE: "image patched; the container restarts with it",
+    }[swapped.update]
 
 
 def _short(text: str) -> str:

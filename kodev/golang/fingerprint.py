@@ -36,7 +36,6 @@ import json
 import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -223,19 +222,6 @@ def closure_files(packages: Iterable[GoPackage], extra: Iterable[Path]) -> dict[
     return {k: v for k, v in files.items() if v is not None}
 
 
-def module_files(workdir: Path, config_path: Path | None) -> list[Path]:
-    out = []
-    for directory in (workdir, *workdir.parents):
-        for name in ("go.mod", "go.sum", "go.work", "go.work.sum", "vendor/modules.txt"):
-            if (directory / name).exists():
-                out.append(directory / name)
-        if (directory / "go.mod").exists() or (directory / "go.work").exists():
-            break
-    if config_path is not None:
-        out.append(config_path)
-    return out
-
-
 def _same_size(path: Path, stat: Sequence[int] | None) -> bool:
     """A stored binary is still there (its path holds its sha256: it never changes; its
     mtime does, each time a build uses it)."""
@@ -309,31 +295,6 @@ class FingerprintStore:
         self.cache.put_meta(
             "fingerprint", key, {"files": files, "targets": list(targets), "binaries": binaries}
         )
-
-
-def package_json(pkg: GoPackage) -> dict[str, Any]:
-    data = asdict(pkg)
-    data["dir"] = str(pkg.dir)
-    data["module_dir"] = str(pkg.module_dir) if pkg.module_dir else None
-    return data
-
-
-def package_from_json(data: Mapping[str, Any]) -> GoPackage:
-    return GoPackage(
-        import_path=data["import_path"],
-        name=data["name"],
-        dir=Path(data["dir"]),
-        module_path=data.get("module_path"),
-        module_dir=Path(data["module_dir"]) if data.get("module_dir") else None,
-        go_files=tuple(data.get("go_files", ())),
-        cgo_files=tuple(data.get("cgo_files", ())),
-        embed_files=tuple(data.get("embed_files", ())),
-        deps=tuple(data.get("deps", ())),
-        standard=bool(data.get("standard")),
-        error=data.get("error"),
-        in_module_cache=bool(data.get("in_module_cache")),
-        other_files=tuple(data.get("other_files", ())),
-    )
 
 
 def binary_record(path: Path, sha256: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from kodev.golang.packages import GoPackage, run_go_list, select_main_packages
 
+# Every file module_files may name (a module's, or a workspace's beside its go.work).
 MODULE_FILE_NAMES = ("go.mod", "go.sum", "go.work", "go.work.sum", "vendor/modules.txt")
 # Files go build compiles or links besides .go files (packages.py lists them per package).
 COMPILED_SUFFIXES = frozenset((
@@ -51,7 +52,7 @@ class PackageGraph:
                 files.update(pkg.source_files())
             main = self.packages[import_path]
             files.update(kodata_files(main))
-            files.update(module_files_of(p.module_dir for p in closure))
+            files.update(module_files(p.module_dir for p in closure))
             self._files[import_path] = frozenset(files)
         return self._files[import_path]
 
@@ -100,20 +101,38 @@ def kodata_files(main: GoPackage) -> list[Path]:
     return [p for p in sorted(root.rglob("*")) if p.is_file() or p.is_symlink()]
 
 
-def module_files_of(module_dirs: Iterable[Path | None]) -> set[Path]:
-    """``go.mod``/``go.sum`` of each module, plus a ``go.work`` above them."""
+def module_files(module_dirs: Iterable[Path | None]) -> set[Path]:
+    """The files besides sources that decide a build of packages in ``module_dirs``, the
+    one answer for ``kodev up``, ``kodev skaffold deps`` and the build fingerprint:
+
+    - each module's own ``go.mod``, ``go.sum`` and ``vendor/modules.txt``;
+    - the ``go.work`` go finds for it, looking upwards from the module to the filesystem
+      root as go does (``GOWORK`` aside), with ``go.work.sum`` and the workspace's
+      ``vendor/modules.txt`` beside it.
+
+    Nothing else on the way up counts: a parent module's ``go.mod`` (a nested module is a
+    module of its own), ``testdata`` and ``vendor`` trees are no part of the build.
+    """
     found: set[Path] = set()
     for module_dir in {d for d in module_dirs if d is not None}:
+        found.update(_existing(module_dir, "go.mod", "go.sum", "vendor/modules.txt"))
         for directory in (module_dir, *module_dir.parents):
-            for name in MODULE_FILE_NAMES:
-                candidate = directory / name
-                if candidate.is_file():
-                    found.add(candidate)
             if (directory / "go.work").is_file():
-                break
-            if (directory / ".git").exists():
+                found.update(_existing(directory, *MODULE_FILE_NAMES[2:]))
                 break
     return found
+
+
+def enclosing_module(directory: Path) -> Path | None:
+    """The module directory go uses for ``directory``: the nearest with a ``go.mod``."""
+    for candidate in (directory, *directory.parents):
+        if (candidate / "go.mod").is_file():
+            return candidate
+    return None
+
+
+def _existing(directory: Path, *names: str) -> list[Path]:
+    return [directory / name for name in names if (directory / name).is_file()]
 
 
 def load_graph(

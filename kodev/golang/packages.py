@@ -87,7 +87,9 @@ def _decode_stream(text: str) -> Iterable[dict[str, Any]]:
         yield obj
 
 
-def _package_from_json(data: Mapping[str, Any]) -> GoPackage:
+def package_from_json(data: Mapping[str, Any]) -> GoPackage:
+    """A package from ``go list -json`` output, or from :func:`package_json` (KOCACHE's
+    fingerprint records keep packages in go list's own shape: one reader for both)."""
     module = data.get("Module") or {}
     return GoPackage(
         import_path=data["ImportPath"],
@@ -104,6 +106,24 @@ def _package_from_json(data: Mapping[str, Any]) -> GoPackage:
         in_module_cache=bool((module.get("Replace") or module).get("Version")),
         other_files=tuple(name for field in _OTHER_FILE_FIELDS for name in data.get(field) or ()),
     )
+
+
+def package_json(pkg: GoPackage) -> dict[str, Any]:
+    """``pkg`` in go list's JSON shape, as :func:`package_from_json` reads it back.
+    (go list's file kinds other than Go, cgo and embed are kept together under SFiles;
+    a version stands for "in the module cache".)"""
+    data: dict[str, Any] = {"ImportPath": pkg.import_path, "Name": pkg.name,
+                            "Dir": str(pkg.dir), "GoFiles": list(pkg.go_files),
+                            "CgoFiles": list(pkg.cgo_files), "EmbedFiles": list(pkg.embed_files),
+                            "Deps": list(pkg.deps), "Standard": pkg.standard,
+                            "SFiles": list(pkg.other_files)}
+    if pkg.module_path is not None or pkg.module_dir is not None:
+        data["Module"] = {"Path": pkg.module_path,
+                          "Dir": str(pkg.module_dir) if pkg.module_dir else None,
+                          "Version": "(module cache)" if pkg.in_module_cache else None}
+    if pkg.error is not None:
+        data["Error"] = {"Err": pkg.error}
+    return data
 
 
 def run_go_list(
@@ -145,7 +165,7 @@ def run_go_list(
                 output=error.get("Err", ""),
                 hint="check the import path; it must be inside the current Go module",
             )
-        packages.append(_package_from_json(data))
+        packages.append(package_from_json(data))
     return packages
 
 

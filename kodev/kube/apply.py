@@ -9,7 +9,7 @@ they are Established, then refreshing discovery), then everything else in input 
 kodev marks what it applies, so ``kodev up`` and ``kodev logs`` can find it later:
 
 * label ``app.kubernetes.io/managed-by: kodev`` in every object's metadata;
-* on workloads (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod),
+* on workloads (every kind of the workload table, :mod:`kodev.kube.workloads`),
   annotation ``kodev.dev/importpaths``: the import paths of the containers whose images
   kodev built (comma-separated, in container order).
 
@@ -28,14 +28,13 @@ from typing import Any
 
 from kodev.errors import KubeError, UsageError
 from kodev.kube.client import Cluster, api_errors, is_not_found, status_message
+from kodev.kube.workloads import BUILTIN_TABLE, Update, WorkloadTable
 from kodev.resolve import ResolvedDocument
 
 FIELD_MANAGER = "kodev"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "kodev"
 IMPORTPATHS_ANNOTATION = "kodev.dev/importpaths"
-WORKLOAD_KINDS = frozenset(
-    {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"})
 CRD_KIND = "CustomResourceDefinition"
 POLL_SECONDS = 0.2
 
@@ -139,40 +138,37 @@ def _check_object(data: Any, where: str) -> None:
                          hint="server-side apply needs a name (generateName is not enough)")
 
 
-def mark(obj: KubeObject, import_path_of: Mapping[str, str]) -> None:
+def mark(obj: KubeObject, import_path_of: Mapping[str, str],
+         table: WorkloadTable = BUILTIN_TABLE) -> None:
     """Add kodev's label (and, on workloads, the import paths annotation) to ``obj``."""
     data = copy.deepcopy(obj.data)
     metadata = data["metadata"]
     metadata["labels"] = {**(metadata.get("labels") or {}), MANAGED_BY_LABEL: MANAGED_BY_VALUE}
-    paths = container_import_paths(data, import_path_of) if obj.kind in WORKLOAD_KINDS else []
+    paths = container_import_paths(data, import_path_of, table)
     if paths:
         metadata["annotations"] = {**(metadata.get("annotations") or {}),
                                    IMPORTPATHS_ANNOTATION: ",".join(paths)}
     obj.data = data
 
 
-def container_import_paths(data: Mapping[str, Any], import_path_of: Mapping[str, str]
-                           ) -> list[str]:
-    """Import paths of the containers whose image is a reference kodev published."""
-    spec = pod_spec(data)
+def container_import_paths(data: Mapping[str, Any], import_path_of: Mapping[str, str],
+                           table: WorkloadTable = BUILTIN_TABLE) -> list[str]:
+    """Import paths of the workload's containers whose image is a reference kodev
+    published (none for objects that are not workloads)."""
+    kind = table.of_object(data)
     paths: list[str] = []
-    for key in ("initContainers", "containers"):
-        for container in (spec or {}).get(key) or []:
-            path = import_path_of.get(str(container.get("image", "")))
-            if path and path not in paths:
-                paths.append(path)
+    for container in kind.containers_of(data) if kind is not None else []:
+        path = import_path_of.get(container.image)
+        if path and path not in paths:
+            paths.append(path)
     return paths
 
 
-def pod_spec(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    kind = data.get("kind")
-    spec = data.get("spec") or {}
-    if kind == "Pod":
-        return spec
-    if kind == "CronJob":
-        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
-    template = spec.get("template") or {}
-    return template.get("spec") if isinstance(template, dict) else None
+def pod_spec(data: Mapping[str, Any], table: WorkloadTable = BUILTIN_TABLE
+             ) -> Mapping[str, Any] | None:
+    """The PodSpec of a built-in workload (None for anything else)."""
+    kind = table.of_object(data)
+    return kind.pod_spec(data) if kind is not None else None
 
 
 def apply_order(objects: Sequence[KubeObject]) -> list[KubeObject]:
@@ -421,8 +417,12 @@ def preflight(kube: Kube, objects: Sequence[KubeObject], *, create: bool = False
             continue
         if create:
             kube.create(obj, dry_run=True)
-        else:
+            continue
+        try:
             kube.server_side_apply(obj, dry_run=True)
+        except UsageError as exc:
+            if not _replaceable(obj, exc):
+                raise
 
 
 def refuse_existing(kube: Kube, objects: Sequence[KubeObject]) -> None:
@@ -439,9 +439,24 @@ def refuse_existing(kube: Kube, objects: Sequence[KubeObject]) -> None:
                         "kodev delete them first")
 
 
+def _replaceable(obj: KubeObject, exc: UsageError) -> bool:
+    """A change the API server refuses because the kind's pod template is immutable (a
+    Job): such an object is replaced instead, as the workload table says."""
+    kind = BUILTIN_TABLE.of(obj.api_version, obj.kind)
+    return kind is not None and kind.update is Update.REPLACE and "immutable" in exc.message
+
+
 def _apply_one(kube: Kube, obj: KubeObject) -> str:
     before = kube.resource_version(obj)
-    after = kube.server_side_apply(obj)
+    try:
+        after = kube.server_side_apply(obj)
+    except UsageError as exc:
+        if before is None or not _replaceable(obj, exc):
+            raise
+        kube.delete(obj)
+        kube.wait_until(f"{obj.display} to be deleted", functools.partial(kube.is_gone, obj))
+        kube.server_side_apply(obj)
+        return "replaced (its pod template is immutable)"
     if before is None:
         return "created"
     return "unchanged" if before == after else "configured"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -309,3 +309,28 @@ def open_websocket(cluster: Cluster, path: str, protocols: str, where: str,
 
 class WebSocketForbidden(KubeError):
     """RBAC does not allow the subresource (``create`` on ``pods/exec`` and the like)."""
+
+
+def request(cluster: Cluster, method: str, path: str, *, body: Any = None,
+            content_type: str = "application/json",
+            params: Sequence[tuple[str, str]] = ()) -> Any:
+    """One API request of any verb through the cluster's ApiClient (auth, TLS, timeout),
+    with the content type the caller chooses (the typed clients guess it from the body:
+    a JSON patch and a strategic-merge patch need to say which they are). Returns the
+    decoded JSON body; raises ApiException for a non-2xx answer."""
+    import json
+
+    from kubernetes.client.exceptions import ApiException
+
+    headers = {"Accept": "application/json"}
+    if body is not None:
+        headers["Content-Type"] = content_type
+    api = cluster.api
+    method, url, header_params, serialized, post = api.param_serialize(
+        method, path, query_params=list(params), header_params=headers, body=body,
+        auth_settings=["BearerToken"])
+    response = api.call_api(method, url, header_params, serialized, post)
+    data = response.read()
+    if not 200 <= response.status <= 299:
+        raise ApiException.from_response(http_resp=response, body=None, data=None)
+    return json.loads(data) if data else {}

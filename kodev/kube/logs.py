@@ -2,11 +2,13 @@
 
 The engine of ``kodev logs`` and of the log pane of ``kodev up``. What it does, and why:
 
-* **Watch, not list.** Pods and workloads (Deployments, StatefulSets, DaemonSets) are
-  listed once and then watched, so a rollout's new Pods start streaming as soon as a
-  container runs, and a deleted Pod's streams end (kubetail lists Pods once and misses
-  them). Pods belong to a workload through the workload's ``spec.selector``: kodev labels
-  workloads (``app.kubernetes.io/managed-by=kodev``), not their pod templates.
+* **Watch, not list.** Pods and workloads (every kind in the workload table,
+  :mod:`kodev.kube.workloads`, that the cluster serves) are listed once and then watched
+  (:class:`~kodev.kube.state.ClusterState`), so a rollout's new Pods start streaming as
+  soon as a container runs, and a deleted Pod's streams end (kubetail lists Pods once and
+  misses them). Pods belong to a workload as its kind says (its ``spec.selector``, a
+  Job's own Pods, a CronJob's Jobs' Pods, ...): kodev labels workloads
+  (``app.kubernetes.io/managed-by=kodev``), not their pod templates.
 * **One stream per container**, ``GET pods/log?follow=true&timestamps=true``. Timestamps
   are always requested so that a dropped stream resumes with ``sinceTime``. ``sinceTime``
   has second precision (the API truncates fractions), so kodev asks from the start of the
@@ -44,30 +46,19 @@ from typing import Any, Literal
 from kodev.errors import KubeError, UsageError
 from kodev.kube.apply import MANAGED_BY_LABEL
 from kodev.kube.client import Cluster, api_error, api_errors, is_not_found
-from kodev.kube.selector import LabelSelector, parse_selector, workload_selector
+from kodev.kube.selector import parse_selector
+from kodev.kube.state import ClusterState, served_kinds
 from kodev.kube.watch import (
     MAX_BACKOFF_S,
-    WORKLOAD_APIS,
     ApiHttp,
     ListWatch,
-    collection_path,
     is_refused,
     is_transient,
     iter_lines,
     shutdown_connection,
 )
+from kodev.kube.workloads import BUILTIN_TABLE, WorkloadKind, WorkloadTable
 
-_KIND_ALIASES = {
-    alias: kind
-    for kind, aliases in {
-        "Deployment": ("deployment", "deployments", "deploy", "deployment.apps",
-                       "deployments.apps"),
-        "StatefulSet": ("statefulset", "statefulsets", "sts", "statefulset.apps",
-                        "statefulsets.apps"),
-        "DaemonSet": ("daemonset", "daemonsets", "ds", "daemonset.apps", "daemonsets.apps"),
-    }.items()
-    for alias in aliases
-}
 _PALETTE = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
 _TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
 STOP_JOIN_S = 1.5
@@ -122,33 +113,22 @@ class LogOptions:
     follow: bool = True
 
 
-@dataclass(frozen=True)
-class Workload:
-    namespace: str
-    kind: str
-    name: str
-    selector: LabelSelector
-
-    def selects(self, namespace: str, labels: Mapping[str, str]) -> bool:
-        return (namespace == self.namespace and bool(self.selector.requirements)
-                and self.selector.matches(labels))
-
-
 # --------------------------------------------------------------------------- pure helpers
 
 
-def parse_workload_ref(text: str) -> tuple[str, str]:
-    """``NAME`` or ``KIND/NAME`` -> (kind or "" for any workload kind, name)."""
+def parse_workload_ref(text: str, table: WorkloadTable = BUILTIN_TABLE) -> tuple[str, str]:
+    """``NAME`` or ``KIND/NAME`` -> (the kind's table key or "" for any kind, name)."""
     kind_text, slash, name = text.rpartition("/")
     if not name or (slash and not kind_text):
         raise UsageError(f"invalid workload {text!r}", hint="use NAME or KIND/NAME")
     if not slash:
         return "", name
-    kind = _KIND_ALIASES.get(kind_text.lower())
+    kind = table.named(kind_text)
     if kind is None:
         raise UsageError(f"{kind_text!r} in {text!r} is not a workload kind",
-                         hint="use deployment/NAME, statefulset/NAME or daemonset/NAME")
-    return kind, name
+                         hint=f"use KIND/NAME with a kind of: {table.names()} (or declare "
+                              "a custom one with --workload-kind)")
+    return kind.key, name
 
 
 def timestamp_key(timestamp: str) -> tuple[int, int] | None:
@@ -468,17 +448,23 @@ class _ContainerStream:
 class LogFollower:
     """Follows the logs of the Pods of some workloads; see the module docstring.
 
-    ``namespace`` None means all namespaces. ``workloads`` are (kind, name) pairs, kind
-    "" meaning any of Deployment/StatefulSet/DaemonSet; None means every workload
-    labelled ``app.kubernetes.io/managed-by=kodev``, including ones applied later.
+    ``namespace`` None means all namespaces. ``workloads`` are (kind key, name) pairs,
+    kind "" meaning any kind of the table; None means every workload labelled
+    ``app.kubernetes.io/managed-by=kodev``, including ones applied later.
     ``selector`` further filters the Pods by their labels. ``sink`` gets every LogLine
-    and LogNotice, one call at a time, from background threads.
+    and LogNotice, one call at a time, from background threads. ``state``: follow the
+    Pods of a :class:`ClusterState` that is already watched (``kodev up``'s), instead
+    of watching on its own.
     """
 
     def __init__(self, cluster: Cluster, namespace: str | None,
                  workloads: Sequence[tuple[str, str]] | None, selector: str | None,
-                 options: LogOptions, sink: Sink) -> None:
+                 options: LogOptions, sink: Sink,
+                 table: WorkloadTable = BUILTIN_TABLE,
+                 state: ClusterState | None = None) -> None:
         self.cluster = cluster
+        self.table = table
+        self.shared = state is not None
         self.namespace = namespace
         self.named = None if workloads is None else [(k, n) for k, n in workloads]
         self.selector = selector or None
@@ -492,8 +478,7 @@ class LogFollower:
         self._sink_lock = threading.Lock()
         self._stopped = threading.Event()
         self._failure: BaseException | None = None
-        self._pods: dict[tuple[str, str], Mapping[str, Any]] = {}
-        self._workloads: dict[tuple[str, str, str], Workload] = {}
+        self.state: ClusterState | None = state
         self._streams: dict[_StreamKey, _ContainerStream] = {}
         self._watches: list[ListWatch] = []
         self._watch_threads: list[threading.Thread] = []
@@ -510,8 +495,12 @@ class LogFollower:
         if self._started:
             return
         self._started = True
-        self._check_namespace()
-        self._watches = self._make_watches()
+        if self.state is not None and self.shared:
+            self.state.subscribe(lambda what, ref: self._reconcile())
+            self._reconcile()
+        else:
+            self._check_namespace()
+            self._watches = self._make_watches()
         for watch in self._watches:
             with api_errors(self.cluster, f"list {watch.path}"):
                 watch.list()
@@ -582,8 +571,9 @@ class LogFollower:
         self._stopped.set()
 
     def still_running(self, key: _StreamKey, restarts: int) -> bool:
-        with self._lock:
-            pod = self._pods.get((key.namespace, key.pod))
+        assert self.state is not None
+        with self.state.lock:
+            pod = self.state.pods.get((key.namespace, key.pod))
         if pod is None or (pod.get("metadata") or {}).get("uid") != key.uid:
             return False
         return any(name == key.container and count == restarts and running
@@ -611,51 +601,44 @@ class LogFollower:
 
     def _make_watches(self) -> list[ListWatch]:
         """Pods plus the workload kinds to watch, after checking named workloads exist."""
-        kinds = list(WORKLOAD_APIS)
-        workload_params: tuple[tuple[str, str], ...] = ((
-            ("labelSelector", f"{MANAGED_BY_LABEL}=kodev"),) if self.named is None else ())
+        with api_errors(self.cluster, "discover the workload kinds"):
+            kinds = served_kinds(self.http, self.table)
         if self.named is not None:
-            kinds = self._check_named()
-        pod_params = (("labelSelector", self.selector),) if self.selector else ()
-        return [self._list_watch(kind, params)
-                for kind, params in [*((k, workload_params) for k in kinds),
-                                     ("Pod", pod_params)]]
+            kinds = self._check_named(kinds)
+        named = None if self.named is None else set(self.named)
+        self.state = ClusterState(
+            self.http, kinds, lambda what, ref: self._reconcile(),
+            workload_labels=f"{MANAGED_BY_LABEL}=kodev" if named is None else None,
+            pod_labels=self.selector,
+            include=None if named is None else lambda ref: (ref.kind, ref.name) in named)
+        return self.state.watches(self.namespace, on_fatal=self.fail,
+                                  on_connection=lambda ok: self._api_state(lost=not ok))
 
-    def _list_watch(self, kind: str, params: Sequence[tuple[str, str]]) -> ListWatch:
-        return ListWatch(
-            self.http, collection_path(kind, self.namespace), params,
-            on_list=lambda items: self._on_list(kind, items),
-            on_event=lambda event, obj: self._on_event(kind, event, obj),
-            on_connection=lambda ok: self._api_state(lost=not ok),
-            on_fatal=self.fail)
-
-    def _check_named(self) -> list[str]:
+    def _check_named(self, kinds: list[WorkloadKind]) -> list[WorkloadKind]:
         """The kinds the named workloads have; KubeError for a name that does not exist."""
         assert self.named is not None
-        kinds: set[str] = set()
+        found_kinds: set[str] = set()
         resolved: list[tuple[str, str]] = []
-        for kind, name in self.named:
-            found = [k for k in ([kind] if kind else list(WORKLOAD_APIS))
-                     if self._exists(k, name)]
+        for key, name in self.named:
+            found = [k for k in kinds if (not key or k.key == key) and self._exists(k, name)]
             if not found:
-                raise self._not_found(kind, name)
-            kinds.update(found)
-            resolved.extend((k, name) for k in found)
+                raise self._not_found(key, name)
+            found_kinds.update(k.key for k in found)
+            resolved.extend((k.key, name) for k in found)
         self.named = resolved
-        return [k for k in WORKLOAD_APIS if k in kinds]
+        return [k for k in kinds if k.key in found_kinds]
 
-    def _exists(self, kind: str, name: str) -> bool:
-        with api_errors(self.cluster, f"list {WORKLOAD_APIS[kind][1]}"):
-            found = self.http.get(collection_path(kind, self.namespace),
+    def _exists(self, kind: WorkloadKind, name: str) -> bool:
+        with api_errors(self.cluster, f"list {kind.plural}"):
+            found = self.http.get(kind.collection_path(self.namespace),
                                   [("fieldSelector", f"metadata.name={name}")])
         return bool(found.get("items"))
 
     def _not_found(self, kind: str, name: str) -> KubeError:
         where = f"namespace {self.namespace!r}" if self.namespace else "any namespace"
-        what = f"{kind} {name!r}" if kind else f"no Deployment, StatefulSet or DaemonSet {name!r}"
+        what = f"{kind} {name!r}" if kind else f"no workload {name!r}"
         message = f"{what} not found in {where}" if kind else f"{what} in {where}"
-        return KubeError(message, hint="check the name and -n; kubectl get deploy,sts,ds "
-                                       "lists the workloads")
+        return KubeError(message, hint=f"check the name and -n; kodev follows {self.table.names()}")
 
     def _notice_nothing_yet(self) -> None:
         where = f"namespace {self.namespace}" if self.namespace else "any namespace"
@@ -669,16 +652,6 @@ class LogFollower:
 
     # ---- list + watch
 
-    def _on_list(self, kind: str, items: list[dict[str, Any]]) -> None:
-        with self._lock:
-            if kind == "Pod":
-                self._pods = {_pod_key(p): p for p in items}
-            else:
-                self._workloads = {k: w for k, w in self._workloads.items() if k[1] != kind}
-                for item in items:
-                    self._set_workload(kind, item)
-        self._reconcile()
-
     def _api_state(self, *, lost: bool) -> None:
         """One notice when the API is lost and one when it is back, for all watches."""
         with self._lock:
@@ -687,29 +660,6 @@ class LogFollower:
             self.notice("retrying" if lost else "reconnected", None,
                         f"lost the connection to the API at {self.cluster.host}; retrying"
                         if lost else f"reconnected to the API at {self.cluster.host}")
-
-    def _on_event(self, kind: str, event: str, obj: Mapping[str, Any]) -> None:
-        meta = obj.get("metadata") or {}
-        with self._lock:
-            if kind == "Pod":
-                if event == "DELETED":
-                    self._pods.pop(_pod_key(obj), None)
-                else:
-                    self._pods[_pod_key(obj)] = obj
-            elif event == "DELETED":
-                self._workloads.pop((str(meta.get("namespace")), kind,
-                                     str(meta.get("name"))), None)
-            else:
-                self._set_workload(kind, obj)
-        self._reconcile()
-
-    def _set_workload(self, kind: str, obj: Mapping[str, Any]) -> None:
-        meta = obj.get("metadata") or {}
-        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
-        if self.named is not None and (kind, name) not in self.named:
-            return
-        self._workloads[(namespace, kind, name)] = Workload(namespace, kind, name,
-                                                            workload_selector(obj))
 
     # ---- streams
 
@@ -743,13 +693,13 @@ class LogFollower:
 
     def _wanted_streams(self) -> dict[_StreamKey, int]:
         wanted: dict[_StreamKey, int] = {}
-        for (namespace, name), pod in self._pods.items():
+        if self.state is None:
+            return wanted
+        for pod, _workloads in self.state.selected_pods():
             meta = pod.get("metadata") or {}
-            labels = meta.get("labels") or {}
-            if not any(w.selects(namespace, labels) for w in self._workloads.values()):
-                continue
             for container, restarts, _running in started_containers(pod, self.pattern):
-                wanted[_StreamKey(namespace, name, str(meta.get("uid")), container)] = restarts
+                wanted[_StreamKey(str(meta.get("namespace")), str(meta.get("name")),
+                                  str(meta.get("uid")), container)] = restarts
         return wanted
 
     def _new_stream(self, key: _StreamKey, restarts: int,

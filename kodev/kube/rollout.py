@@ -1,40 +1,45 @@
-"""Hot-swap images in running workloads and follow their rollouts with the watch API.
+"""Hot-swap images in running workloads of every kind and follow their rollouts.
 
-A swap is a strategic-merge patch of exactly the ``image`` of the named containers
-(containers and init containers merge by name), so nothing else in the live object moves
-and the manifests are not re-applied. :class:`WorkloadWatch` keeps the latest state of
-every workload kodev manages and of their Pods, from ``watch`` streams (no polling), and
-tells its listener when something changed; :func:`rollout_status` decides from that
-state whether a rollout is complete, still going, or stuck (and why).
+A swap sets exactly the ``image`` of the named containers and nothing else, as the
+workload table (:mod:`kodev.kube.workloads`) says for the kind: a strategic-merge patch
+for built-in kinds, a JSON patch for custom resources; a ReplicaSet's Pods are then
+recreated, a Job (whose pod template is immutable) is deleted and created again, a
+CronJob keeps its schedule (its next run uses the new image; ``run_now`` starts one at
+once, as ``kubectl create job --from=cronjob/NAME`` does). Manifests are not re-applied.
+:class:`WorkloadWatch` keeps the latest state of every workload kodev manages and of
+their Pods (:class:`~kodev.kube.state.ClusterState`, from ``watch`` streams, no polling)
+and tells its listener when something changed; each kind's status rule decides whether
+a rollout is complete, still going, or stuck (and why).
 """
 
 from __future__ import annotations
 
-import functools
+import copy
 import threading
+import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kodev.kube.client import Cluster, api_errors, is_not_found
-from kodev.kube.selector import workload_selector
-from kodev.kube.watch import WORKLOAD_APIS, ApiHttp, ListWatch, collection_path, snake_case
+from kodev.kube.client import Cluster, api_errors, is_not_found, request
+from kodev.kube.state import ClusterState, Listener, WorkloadRef, served_kinds
+from kodev.kube.watch import ApiHttp, ListWatch
+from kodev.kube.workloads import (
+    BUILTIN,
+    BUILTIN_TABLE,
+    POD_PROBLEMS,
+    RolloutStatus,
+    Update,
+    WorkloadKind,
+    WorkloadTable,
+    pod_problem,
+)
 
-ROLLABLE_KINDS = tuple(WORKLOAD_APIS)  # Deployment, StatefulSet, DaemonSet
-# Waiting reasons of a container that will not start (or stay up) on its own.
-POD_PROBLEMS = frozenset({"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull",
-                          "InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError",
-                          "CreateContainerError", "RunContainerError"})
-
-
-@dataclass(frozen=True)
-class WorkloadRef:
-    kind: str
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.kind.lower()}/{self.name}"
+__all__ = ["POD_PROBLEMS", "ContainerSlot", "ProblemReport", "RolloutStatus", "Swapped",
+           "WorkloadRef", "WorkloadWatch", "image_patch", "pod_problem", "problem_key",
+           "rollout_status", "run_now", "swap_images"]
+REPLACE_WAIT_S = 30.0  # how long a replaced Job may take to go before it is created again
 
 
 @dataclass(frozen=True)
@@ -47,86 +52,152 @@ class ContainerSlot:
 
 
 @dataclass(frozen=True)
-class RolloutStatus:
-    done: bool
-    ready: int
-    desired: int
-    problem: str | None = None  # why the rollout cannot finish, when it cannot
-    message: str = ""
+class Swapped:
+    """A swap that went through: the generation (and uid: a replaced Job is a new
+    object) whose rollout is then followed."""
+
+    generation: int
+    uid: str
+    update: Update
 
 
 # --------------------------------------------------------------------------- patching
 
 
-def image_patch(images: Mapping[ContainerSlot, str]) -> dict[str, Any]:
-    """The strategic-merge patch that sets these containers' images and nothing else."""
-    spec: dict[str, list[dict[str, str]]] = {}
-    for slot, image in images.items():
-        key = "initContainers" if slot.init else "containers"
-        spec.setdefault(key, []).append({"name": slot.container, "image": image})
-    return {"spec": {"template": {"spec": spec}}}
+def image_patch(images: Mapping[ContainerSlot, str],
+                kind: WorkloadKind = BUILTIN["Deployment"],
+                obj: Mapping[str, Any] | None = None) -> Any:
+    """The patch body that sets these containers' images and nothing else."""
+    return kind.image_patch(obj or {}, {(s.container, s.init): i for s, i in images.items()})[1]
 
 
-def swap_images(cluster: Cluster, workload: WorkloadRef,
-                images: Mapping[ContainerSlot, str]) -> int | None:
-    """Patch the images in; returns the workload's new ``metadata.generation``, or None
-    when the workload does not exist (deleted by hand)."""
-    from kubernetes import client
+def object_path(kind: WorkloadKind, workload: WorkloadRef) -> str:
+    return f"{kind.collection_path(workload.namespace)}/{urllib.parse.quote(workload.name)}"
+
+
+def swap_images(cluster: Cluster, workload: WorkloadRef, images: Mapping[ContainerSlot, str],
+                kind: WorkloadKind | None = None) -> Swapped | None:
+    """Put the images into ``workload`` as its kind says (see the module docstring);
+    None when the workload does not exist (deleted by hand)."""
     from kubernetes.client.exceptions import ApiException
 
-    apps: Any = client.AppsV1Api(cluster.api)
-    patch = getattr(apps, f"patch_namespaced_{snake_case(workload.kind)}")
-    with api_errors(cluster, f"patch {workload} in namespace {workload.namespace}"):
+    kind = kind or BUILTIN_TABLE.get(workload.kind)
+    path = object_path(kind, workload)
+    wanted = {(s.container, s.init): image for s, image in images.items()}
+    verb = "replace" if kind.update is Update.REPLACE else "patch"
+    with api_errors(cluster, f"{verb} {workload} in namespace {workload.namespace}"):
         try:
-            result = patch(workload.name, workload.namespace, image_patch(images),
-                           field_manager="kodev")
+            if kind.update is Update.REPLACE:
+                result = _replace(cluster, kind, path, wanted)
+            else:
+                current = {} if kind.strategic else request(cluster, "GET", path)
+                content_type, body = kind.image_patch(current, wanted)
+                result = request(cluster, "PATCH", path, body=body, content_type=content_type,
+                                 params=[("fieldManager", "kodev")])
+                if kind.update is Update.RECREATE_PODS:
+                    _delete_pods(cluster, kind, result)
         except ApiException as exc:
             if is_not_found(exc):
                 return None
             raise
-    return int(result.metadata.generation or 0)
+    meta = result.get("metadata") or {}
+    return Swapped(int(meta.get("generation") or 0), str(meta.get("uid") or ""), kind.update)
+
+
+def _replace(cluster: Cluster, kind: WorkloadKind, path: str,
+             images: Mapping[tuple[str, bool], str]) -> dict[str, Any]:
+    """Delete the object and create it again with the new images (a Job's pod template
+    cannot change). The copy drops what the API server filled in for the old one."""
+    from kubernetes.client.exceptions import ApiException
+
+    current = request(cluster, "GET", path)
+    fresh = copy.deepcopy(current)
+    for container in kind.containers_of(fresh):
+        image = images.get((container.name, container.init))
+        if image is not None:
+            parent: Any = fresh
+            for key in container.path:
+                parent = parent[key]
+            parent["image"] = image
+    fresh.pop("status", None)
+    meta = fresh["metadata"]
+    for key in ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields",
+                "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds"):
+        meta.pop(key, None)
+    _drop_generated_selector(fresh)
+    request(cluster, "DELETE", path, body={"propagationPolicy": "Background"})
+    deadline = time.monotonic() + REPLACE_WAIT_S
+    while True:
+        try:
+            return dict(request(cluster, "POST", path.rpartition("/")[0], body=fresh,
+                                params=[("fieldManager", "kodev")]))
+        except ApiException as exc:
+            if exc.status != 409 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)  # the old object is still being deleted
+
+
+def _drop_generated_selector(job: dict[str, Any]) -> None:
+    """A Job's selector and its template's controller-uid labels are generated from the
+    old Job's uid: the new Job must get its own (unless the user chose a manual one)."""
+    spec = job.get("spec") or {}
+    if spec.get("manualSelector"):
+        return
+    spec.pop("selector", None)
+    labels = (((spec.get("template") or {}).get("metadata") or {}).get("labels") or {})
+    for key in ("controller-uid", "batch.kubernetes.io/controller-uid", "job-name",
+                "batch.kubernetes.io/job-name"):
+        labels.pop(key, None)
+
+
+def _delete_pods(cluster: Cluster, kind: WorkloadKind, workload: Mapping[str, Any]) -> None:
+    """A ReplicaSet does not replace its Pods when its template changes: delete those
+    running other images so that it creates them again from the new template."""
+    namespace = str(workload["metadata"]["namespace"])
+    pods = request(cluster, "GET", f"/api/v1/namespaces/{urllib.parse.quote(namespace)}/pods")
+    wanted = {c.name: c.image for c in kind.containers_of(workload)}
+    for pod in pods.get("items") or []:
+        if not kind.selects(workload, pod, {}):
+            continue
+        images = {c.get("name"): c.get("image")
+                  for c in (pod.get("spec") or {}).get("containers") or []}
+        if any(images.get(name) != image for name, image in wanted.items()):
+            request(cluster, "DELETE", f"/api/v1/namespaces/{urllib.parse.quote(namespace)}"
+                                       f"/pods/{urllib.parse.quote(pod['metadata']['name'])}")
+
+
+def run_now(cluster: Cluster, workload: WorkloadRef) -> str:
+    """Start a CronJob's Job now, from its template (``kubectl create job --from``):
+    returns the Job's name."""
+    kind = BUILTIN["CronJob"]
+    path = object_path(kind, workload)
+    with api_errors(cluster, f"run {workload} now in namespace {workload.namespace}"):
+        cronjob = request(cluster, "GET", path)
+        template = cronjob["spec"]["jobTemplate"]
+        name = f"{workload.name[:42]}-kodev-{int(time.time())}"
+        meta = cronjob["metadata"]
+        job = {"apiVersion": "batch/v1", "kind": "Job",
+               "metadata": {"name": name, "namespace": workload.namespace,
+                            "labels": (template.get("metadata") or {}).get("labels") or {},
+                            "annotations": {"cronjob.kubernetes.io/instantiate": "manual"},
+                            "ownerReferences": [{
+                                "apiVersion": "batch/v1", "kind": "CronJob",
+                                "name": meta["name"], "uid": meta["uid"],
+                                "controller": True, "blockOwnerDeletion": True}]},
+               "spec": template["spec"]}
+        request(cluster, "POST", BUILTIN["Job"].collection_path(workload.namespace), body=job,
+                params=[("fieldManager", "kodev")])
+    return name
 
 
 # --------------------------------------------------------------------------- status
 
 
-def rollout_status(workload: Mapping[str, Any], pods: Iterable[Mapping[str, Any]] = ()
-                   ) -> RolloutStatus:
-    """kubectl rollout status's rules for the three kinds, plus the Pods' reasons."""
-    kind = workload.get("kind", "")
-    spec = workload.get("spec") or {}
-    status = workload.get("status") or {}
-    metadata = workload.get("metadata") or {}
-    observed = int(status.get("observedGeneration") or 0) >= int(metadata.get("generation") or 0)
-    if kind == "DaemonSet":
-        desired = int(status.get("desiredNumberScheduled") or 0)
-        updated = int(status.get("updatedNumberScheduled") or 0)
-        ready = int(status.get("numberAvailable") or 0)
-        done = observed and updated >= desired and ready >= desired
-    else:
-        desired = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
-        updated = int(status.get("updatedReplicas") or 0)
-        ready = int(status.get("readyReplicas") or 0)
-        if kind == "StatefulSet":
-            same_revision = status.get("updateRevision") == status.get("currentRevision")
-            done = observed and same_revision and ready >= desired and updated >= desired
-        else:
-            total = int(status.get("replicas") or 0)
-            available = int(status.get("availableReplicas") or 0)
-            done = observed and updated >= desired and total <= updated \
-                and available >= updated
-    problem = None if done else _workload_problem(status) or pod_problem(pods)
-    return RolloutStatus(done, ready, desired, problem,
-                         f"{updated}/{desired} updated, {ready}/{desired} ready")
-
-
-def _workload_problem(status: Mapping[str, Any]) -> str | None:
-    for condition in status.get("conditions") or []:
-        if condition.get("reason") == "ProgressDeadlineExceeded":
-            return f"ProgressDeadlineExceeded: {condition.get('message', '')}".strip()
-        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
-            return f"{condition.get('reason')}: {condition.get('message', '')}".strip()
-    return None
+def rollout_status(workload: Mapping[str, Any], pods: Iterable[Mapping[str, Any]] = (),
+                   table: WorkloadTable = BUILTIN_TABLE) -> RolloutStatus:
+    """The status rule of the workload's kind (see :mod:`kodev.kube.workloads`)."""
+    kind = table.of_object(workload) or table.get(str(workload.get("kind")))
+    return kind.rollout_status(workload, list(pods))
 
 
 # Reasons that alternate while one problem lasts: a failed pull and its back-off; a crash,
@@ -170,173 +241,102 @@ def _reason(problem: str) -> str:
     return parts[1] if len(parts) >= 2 and parts[0].startswith("pod ") else parts[0]
 
 
-def pod_problem(pods: Iterable[Mapping[str, Any]]) -> str | None:
-    """The first reason a Pod cannot become ready: a container stuck waiting (crash loop,
-    image pull), one that has stopped where it should run (between a crash and the
-    kubelet's back-off), or the scheduler's Unschedulable; with the Pod's name and message."""
-    for pod in pods:
-        metadata = pod.get("metadata") or {}
-        if metadata.get("deletionTimestamp"):
-            continue  # on its way out: whatever it suffers is not the workload's problem
-        name = metadata.get("name", "?")
-        status = pod.get("status") or {}
-        always = ((pod.get("spec") or {}).get("restartPolicy") or "Always") == "Always"
-        for container, init in [*((c, True) for c in status.get("initContainerStatuses") or []),
-                                *((c, False) for c in status.get("containerStatuses") or [])]:
-            state = container.get("state") or {}
-            waiting = state.get("waiting") or {}
-            if waiting.get("reason") in POD_PROBLEMS:
-                return f"pod {name}: {waiting['reason']}: {waiting.get('message', '')}".strip()
-            stopped = state.get("terminated") or {}
-            if stopped and ((not init and always) or (init and stopped.get("exitCode"))):
-                return (f"pod {name}: {stopped.get('reason') or 'Terminated'}: container "
-                        f"{container.get('name')} exited with code {stopped.get('exitCode')}")
-        for condition in status.get("conditions") or []:
-            if condition.get("type") == "PodScheduled" and condition.get("status") == "False" \
-                    and condition.get("reason") == "Unschedulable":
-                return f"pod {name}: Unschedulable: {condition.get('message', '')}".strip()
-    return None
-
-
 # --------------------------------------------------------------------------- watching
 
 
-Listener = Callable[[str, WorkloadRef | None], None]  # ("changed" | "deleted", workload)
-
-
 class WorkloadWatch:
-    """Latest state of the workloads and Pods in some namespaces, kept by one
-    :class:`~kodev.kube.watch.ListWatch` per (kind, namespace) in its own thread, so
-    state converges again after an outage. ``stop()`` ends the watches at once."""
+    """Latest state of the workloads and Pods in some namespaces (a
+    :class:`~kodev.kube.state.ClusterState`), each collection kept by a list+watch in a
+    thread of its own, so state converges again after an outage. ``stop()`` ends the
+    watches at once. Only kinds the cluster serves are watched; :meth:`add_kinds` adds
+    one that became served (its CRD was applied)."""
 
     def __init__(self, cluster: Cluster, namespaces: Iterable[str], listener: Listener,
-                 *, label_selector: str | None = None,
+                 *, label_selector: str | None = None, table: WorkloadTable = BUILTIN_TABLE,
                  on_error: Callable[[BaseException], None] | None = None) -> None:
         self.cluster = cluster
+        self.table = table
         self.on_error = on_error  # a watch that cannot go on (not an outage: a bug)
         self.namespaces: list[str] = []
         self._initial_namespaces = sorted(set(namespaces))
         self.listener = listener
         self.label_selector = label_selector
-        self.workloads: dict[WorkloadRef, dict[str, Any]] = {}
-        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
-        self.lock = threading.Lock()
+        self.state: ClusterState | None = None
         self._http: ApiHttp | None = None
         self._watches: list[ListWatch] = []
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         self._http = ApiHttp(self.cluster)
+        with api_errors(self.cluster, "discover the workload kinds"):
+            kinds = served_kinds(self._http, self.table)
+        self.state = ClusterState(self._http, kinds, self.listener,
+                                  workload_labels=self.label_selector)
         self.add_namespaces(self._initial_namespaces)
 
     def stop(self) -> None:
-        for watch in self._watches:
+        with self._lock:
+            watches = list(self._watches)
+        for watch in watches:
             watch.close()
         if self._http is not None:
             self._http.close()
 
     def add_namespaces(self, namespaces: Iterable[str]) -> None:
-        assert self._http is not None, "start() first"
-        new = sorted(set(namespaces) - set(self.namespaces))
-        self.namespaces.extend(new)
+        assert self.state is not None, "start() first"
+        with self._lock:
+            new = sorted(set(namespaces) - set(self.namespaces))
+            self.namespaces.extend(new)
         for namespace in new:
-            for kind in (*ROLLABLE_KINDS, "Pod"):
-                params = (("labelSelector", self.label_selector),) \
-                    if self.label_selector and kind != "Pod" else ()
-                watch = ListWatch(
-                    self._http, collection_path(kind, namespace), params,
-                    on_list=functools.partial(self._replace, kind, namespace),
-                    on_event=functools.partial(self._apply_event, kind),
-                    on_fatal=self.on_error)
-                self._watches.append(watch)
-                threading.Thread(target=watch.run, name=f"watch {watch.path}",
-                                 daemon=True).start()
+            self._run(self.state.watches(namespace, on_fatal=self.on_error))
+
+    def add_kinds(self, keys: Iterable[str]) -> None:
+        """Watch these kinds too (in every namespace so far), if the cluster serves them
+        now: a CRD applied by kodev up makes its kind served."""
+        assert self.state is not None and self._http is not None, "start() first"
+        missing = [k for k in keys if k not in self.state.kinds and k in self.table.kinds]
+        if not missing:
+            return
+        with api_errors(self.cluster, "discover the workload kinds"):
+            served = [k for k in served_kinds(self._http, self.table) if k.key in missing]
+        with self._lock:
+            namespaces = list(self.namespaces)
+        for namespace in namespaces:
+            self._run(self.state.watches(namespace, served, pods=False, on_fatal=self.on_error))
+
+    def _run(self, watches: list[ListWatch]) -> None:
+        with self._lock:
+            self._watches.extend(watches)
+        for watch in watches:
+            threading.Thread(target=watch.run, name=f"watch {watch.path}", daemon=True).start()
+
+    def _state(self) -> ClusterState:
+        assert self.state is not None, "start() first"
+        return self.state
+
+    def kind_of(self, workload: WorkloadRef) -> WorkloadKind:
+        return self._state().kind_of(workload) or self.table.get(workload.kind)
 
     def status(self, workload: WorkloadRef) -> RolloutStatus | None:
-        with self.lock:
-            data = self.workloads.get(workload)
-            if data is None:
-                return None
-            return rollout_status(data, self._pods_of(workload, data))
+        return self._state().status(workload)
 
     def workload_pods(self, workload: WorkloadRef) -> list[dict[str, Any]]:
-        """The workload's Pods as last seen (matched by its selector)."""
-        with self.lock:
-            data = self.workloads.get(workload)
-            return [] if data is None else self._pods_of(workload, data)
+        """The workload's Pods as last seen."""
+        return self._state().pods_of(workload)
 
     def pod_problem(self, workload: WorkloadRef) -> str | None:
         """Why one of the workload's Pods cannot run, rollout or not (a crash after the
         rollout counted it available, a Pod evicted and not rescheduled)."""
-        with self.lock:
-            data = self.workloads.get(workload)
-            return None if data is None else pod_problem(self._pods_of(workload, data))
+        return self._state().pod_problem(workload)
 
     def ready_pods(self, workload: WorkloadRef) -> list[str]:
         """Names of the workload's Ready Pods that are not terminating, newest first (the
         first one runs the latest rollout's code as soon as it is Ready)."""
-        with self.lock:
-            data = self.workloads.get(workload)
-            pods = [] if data is None else self._pods_of(workload, data)
-        ready = [p for p in pods if _is_ready(p)]
-        ready.sort(key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True)
-        return [str(p["metadata"]["name"]) for p in ready]
-
-    def _pods_of(self, workload: WorkloadRef, data: Mapping[str, Any]) -> list[dict[str, Any]]:
-        selector = workload_selector(data)
-        return [p for (ns, _), p in self.pods.items()
-                if ns == workload.namespace and selector.requirements
-                and selector.matches((p.get("metadata") or {}).get("labels") or {})]
+        return self._state().ready_pods(workload)
 
     def generation(self, workload: WorkloadRef) -> int:
-        with self.lock:
-            data = self.workloads.get(workload) or {}
-        return int((data.get("metadata") or {}).get("generation") or 0)
+        return self._state().generation(workload)
 
-    # ---------------------------------------------------------------- callbacks
+    def uid(self, workload: WorkloadRef) -> str | None:
+        return self._state().uid(workload)
 
-    def _key(self, kind: str, data: Mapping[str, Any]) -> Any:
-        metadata = data.get("metadata") or {}
-        if kind == "Pod":
-            return (metadata.get("namespace", ""), metadata.get("name", ""))
-        return WorkloadRef(kind, metadata.get("namespace", ""), metadata.get("name", ""))
-
-    def _replace(self, kind: str, namespace: str, items: list[dict[str, Any]]) -> None:
-        deleted: list[WorkloadRef] = []
-        with self.lock:
-            store: dict[Any, dict[str, Any]] = self.pods if kind == "Pod" else self.workloads
-            old = {k for k in store if _in(kind, k, namespace)}
-            fresh = {self._key(kind, item): {**item, "kind": kind} for item in items}
-            for key in old - set(fresh):
-                del store[key]
-                if kind != "Pod":
-                    deleted.append(key)
-            store.update(fresh)
-        for workload in deleted:
-            self.listener("deleted", workload)
-        self.listener("changed", None)
-
-    def _apply_event(self, kind: str, event_type: str, data: dict[str, Any]) -> None:
-        key = self._key(kind, data)
-        with self.lock:
-            store: dict[Any, dict[str, Any]] = self.pods if kind == "Pod" else self.workloads
-            if event_type == "DELETED":
-                store.pop(key, None)
-            else:
-                store[key] = {**data, "kind": kind}
-        if event_type == "DELETED" and kind != "Pod":
-            self.listener("deleted", key)
-        else:
-            self.listener("changed", key if kind != "Pod" else None)
-
-
-def _is_ready(pod: Mapping[str, Any]) -> bool:
-    if (pod.get("metadata") or {}).get("deletionTimestamp"):
-        return False
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (pod.get("status") or {}).get("conditions") or [])
-
-
-def _in(kind: str, key: Any, namespace: str) -> bool:
-    if kind == "Pod":
-        return bool(key[0] == namespace)
-    return bool(key.kind == kind and key.namespace == namespace)

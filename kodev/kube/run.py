@@ -29,7 +29,8 @@ from kodev.errors import KubeError, UsageError
 from kodev.kube.apply import KubeObject, mark
 from kodev.kube.client import Cluster, api_errors, is_not_found, status_message
 from kodev.kube.rollout import POD_PROBLEMS
-from kodev.kube.watch import ApiHttp, ListWatch, collection_path
+from kodev.kube.watch import ApiHttp, ListWatch
+from kodev.kube.workloads import BUILTIN
 
 LOG_DRAIN_SECONDS = 2.0  # after the container ended, how long the log stream may still talk
 LOG_CHUNK_BYTES = 4096
@@ -209,7 +210,7 @@ class PodRun:
             else:
                 consider([pod])
 
-        watch = ListWatch(self.http, collection_path("Pod", self.namespace),
+        watch = ListWatch(self.http, BUILTIN["Pod"].collection_path(self.namespace),
                           [("fieldSelector", f"metadata.name={self.spec.name}")],
                           on_list=consider, on_event=on_event, on_fatal=outcome.put)
         with api_errors(self.cluster, f"watch {self.where}"):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import re
 import socket
 import threading
 import urllib.parse
@@ -23,12 +22,6 @@ from typing import Any
 from kodev.errors import KubeError
 from kodev.kube.client import Cluster, api_client, api_error
 
-# The workload kinds kodev follows: kind -> (API path prefix, plural).
-WORKLOAD_APIS: dict[str, tuple[str, str]] = {
-    "Deployment": ("/apis/apps/v1", "deployments"),
-    "StatefulSet": ("/apis/apps/v1", "statefulsets"),
-    "DaemonSet": ("/apis/apps/v1", "daemonsets"),
-}
 WATCH_TIMEOUT_S = 300  # the server ends a watch after this; it is then resumed
 WATCH_READ_TIMEOUT_S = WATCH_TIMEOUT_S + 30  # a silent (half-open) watch is given up
 MAX_BACKOFF_S = 2.0
@@ -36,18 +29,6 @@ READ_CHUNK = 64 * 1024  # bytes read from a stream at a time (a chunked response
 # A watch event is one JSON line holding one object; the API server stores objects of at
 # most about 1.5 MiB, so a longer line is not an event.
 MAX_EVENT_BYTES = 16 * 1024 * 1024
-
-
-def collection_path(kind: str, namespace: str | None) -> str:
-    """``/api/v1/namespaces/NS/pods``, ``/apis/apps/v1/deployments`` (all namespaces), ..."""
-    prefix, plural = ("/api/v1", "pods") if kind == "Pod" else WORKLOAD_APIS[kind]
-    scope = "" if namespace is None else f"/namespaces/{urllib.parse.quote(namespace)}"
-    return f"{prefix}{scope}/{plural}"
-
-
-def snake_case(kind: str) -> str:
-    """``StatefulSet`` -> ``stateful_set``: the kubernetes client's method names."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()
 
 
 class ApiHttp:

@@ -14,8 +14,6 @@ from kodev.oci.layers import Layer
 from kodev.oci.mediatypes import OCI_EMPTY, OCI_MANIFEST, sha256_digest
 from kodev.oci.platform import Platform
 
-EMPTY_CONFIG = b"{}"
-
 
 def attachment_tag(subject_digest: str, suffix: str) -> str:
     """cosign's fallback tag: ``sha256:abc`` + ``sbom`` gives ``sha256-abc.sbom``."""
@@ -37,9 +35,9 @@ def artifact_manifest(
         media_type=media_type,
         data=payload,
     )
-    image = Image(
+    return Image(
         media_type=OCI_MANIFEST,
-        config={},
+        config={},  # serialises to b"{}", the content of OCI's empty descriptor
         layers=[layer],
         platform=Platform("unknown", "unknown"),
         annotations=dict(annotations or {}),
@@ -47,5 +45,3 @@ def artifact_manifest(
         artifact_type=media_type,
         config_media_type=OCI_EMPTY,
     )
-    image._config = EMPTY_CONFIG
-    return image

@@ -103,7 +103,7 @@ class BaseLoader:
     def _builtin(
         self, name: str, selection: PlatformSelection, layers_for: Callable[[Platform], list[Layer]]
     ) -> BaseImage:
-        platforms = BUILTIN_PLATFORMS if selection.all else selection.platforms
+        platforms = selection.concrete(BUILTIN_PLATFORMS)
         images = [_builtin_image(p, layers_for(p), minimal=name == MINIMAL) for p in platforms]
         multi = len(images) > 1
         digest = Index(OCI_INDEX, images).digest if multi else images[0].digest
@@ -151,7 +151,7 @@ class BaseLoader:
         location = BlobLocation(ref.registry, ref.repository)
         if not is_index(media_type):
             image = self._image(name, location, body, media_type)
-            if not selection.all and not selection.matches(image.platform):
+            if not selection.matches(image.platform):
                 raise UsageError(
                     f"base image {name} is {image.platform}, not {selection}",
                     hint="pick a base that has the platform, or change --platform",
@@ -185,9 +185,9 @@ class BaseLoader:
             child, child_type = self._manifest(
                 location.registry, location.repository, desc["digest"], desc["size"]
             )
-            image = self._image(name, location, child, child_type)
-            image.platform = platform_from_json(desc.get("platform"))
-            images.append(image)
+            # The index's platform (os.version, features) is the one kodev matched.
+            images.append(self._image(name, location, child, child_type,
+                                      platform_from_json(desc.get("platform"))))
         if len(images) == 1:  # like ko: one matching platform gives an image, not an index
             return BaseImage(name, chosen[0]["digest"], images[0].media_type, images, False, [])
         return BaseImage(name, digest, media_type, images, True, chosen)
@@ -216,7 +216,8 @@ class BaseLoader:
         self.cache.put_blob(digest, data)
         return data
 
-    def _image(self, name: str, location: BlobLocation, body: bytes, media_type: str) -> Image:
+    def _image(self, name: str, location: BlobLocation, body: bytes, media_type: str,
+               platform: Platform | None = None) -> Image:
         manifest = _json_object(body, f"the manifest of base image {name}")
         config_desc = manifest.get("config")
         if not isinstance(config_desc, dict) or not _valid_descriptor(config_desc):
@@ -245,7 +246,7 @@ class BaseLoader:
             media_type=media_type,
             config=config,
             layers=layers,
-            platform=platform_from_json(config),
+            platform=platform or platform_from_json(config),
             annotations=dict(manifest.get("annotations") or {}),
             config_media_type=config_desc.get("mediaType"),
         )

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from kodev.oci.layers import Layer
@@ -25,54 +27,115 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-@dataclass
-class Image:
+class _Frozen:
+    """Attributes are set once, in ``__init__``; assigning later raises. What is hashed
+    (the manifest bytes, hence the digest) is computed from them right then, so no later
+    change can leave a stale digest behind: a changed image is a new object."""
+
+    __slots__ = ()
+
+    def _set(self, **values: Any) -> None:
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: build a new one")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: build a new one")
+
+
+class Image(_Frozen):
+    """One image manifest: config, layers, platform. Immutable (see ``_Frozen``):
+    ``config`` gives a fresh copy each time, so editing it changes nothing here."""
+
+    __slots__ = (
+        "_config",
+        "_manifest",
+        "annotations",
+        "artifact_type",
+        "config_media_type",
+        "layers",
+        "media_type",
+        "platform",
+        "subject",
+    )
     media_type: str
-    config: dict[str, Any]
-    layers: list[Layer]
+    layers: tuple[Layer, ...]
     platform: Platform
-    annotations: dict[str, str] = field(default_factory=dict)
-    subject: dict[str, Any] | None = None
-    artifact_type: str | None = None
-    config_media_type: str | None = None
-    _manifest: bytes | None = field(default=None, repr=False)
-    _config: bytes | None = field(default=None, repr=False)
+    annotations: Mapping[str, str]
+    subject: Mapping[str, Any] | None
+    artifact_type: str | None
+    config_media_type: str | None
+    _config: bytes
+    _manifest: bytes
+
+    def __init__(
+        self,
+        media_type: str,
+        config: Mapping[str, Any],
+        layers: Sequence[Layer],
+        platform: Platform,
+        annotations: Mapping[str, str] | None = None,
+        subject: Mapping[str, Any] | None = None,
+        artifact_type: str | None = None,
+        config_media_type: str | None = None,
+    ) -> None:
+        self._set(
+            media_type=media_type,
+            layers=tuple(layers),
+            platform=platform,
+            annotations=MappingProxyType(dict(annotations or {})),
+            subject=MappingProxyType(dict(subject)) if subject else None,
+            artifact_type=artifact_type,
+            config_media_type=config_media_type,
+            _config=canonical_json(config),
+        )
+        self._set(_manifest=self._serialise())
+
+    def __repr__(self) -> str:
+        return f"Image({self.platform}, {self.digest})"
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The image config, as a new dict (changing it does not change the image)."""
+        value: dict[str, Any] = json.loads(self._config)
+        return value
 
     def config_bytes(self) -> bytes:
-        if self._config is None:
-            self._config = canonical_json(self.config)
         return self._config
 
     def config_descriptor(self) -> dict[str, Any]:
-        data = self.config_bytes()
+        data = self._config
         return {
             "mediaType": self.config_media_type or config_type_for(self.media_type),
             "size": len(data),
             "digest": sha256_digest(data),
         }
 
+    def _serialise(self) -> bytes:
+        manifest: dict[str, Any] = {"schemaVersion": 2, "mediaType": self.media_type}
+        if self.artifact_type:
+            manifest["artifactType"] = self.artifact_type
+        manifest["config"] = self.config_descriptor()
+        manifest["layers"] = [layer.descriptor() for layer in self.layers]
+        if self.subject:
+            manifest["subject"] = dict(self.subject)
+        if self.annotations:
+            manifest["annotations"] = dict(sorted(self.annotations.items()))
+        return canonical_json(manifest)
+
     def manifest_bytes(self) -> bytes:
-        if self._manifest is None:
-            manifest: dict[str, Any] = {"schemaVersion": 2, "mediaType": self.media_type}
-            if self.artifact_type:
-                manifest["artifactType"] = self.artifact_type
-            manifest["config"] = self.config_descriptor()
-            manifest["layers"] = [layer.descriptor() for layer in self.layers]
-            if self.subject:
-                manifest["subject"] = self.subject
-            if self.annotations:
-                manifest["annotations"] = dict(sorted(self.annotations.items()))
-            self._manifest = canonical_json(manifest)
         return self._manifest
 
     @property
     def digest(self) -> str:
-        return sha256_digest(self.manifest_bytes())
+        return sha256_digest(self._manifest)
 
     def descriptor(self, *, with_platform: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
             "mediaType": self.media_type,
-            "size": len(self.manifest_bytes()),
+            "size": len(self._manifest),
             "digest": self.digest,
         }
         if with_platform:
@@ -80,40 +143,63 @@ class Image:
         return out
 
 
-@dataclass
-class Index:
+class Index(_Frozen):
+    """An image index over ``images``; ``descriptor_extras`` (by position) are merged into
+    each image's descriptor (a base index's urls, annotations, platform). Immutable."""
+
+    __slots__ = ("_manifest", "annotations", "descriptor_extras", "images", "media_type")
     media_type: str
-    images: list[Image]
-    annotations: dict[str, str] = field(default_factory=dict)
-    descriptor_extras: list[dict[str, Any]] = field(default_factory=list)
-    _manifest: bytes | None = field(default=None, repr=False)
+    images: tuple[Image, ...]
+    annotations: Mapping[str, str]
+    descriptor_extras: tuple[Mapping[str, Any], ...]
+    _manifest: bytes
+
+    def __init__(
+        self,
+        media_type: str,
+        images: Sequence[Image],
+        annotations: Mapping[str, str] | None = None,
+        descriptor_extras: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        self._set(
+            media_type=media_type,
+            images=tuple(images),
+            annotations=MappingProxyType(dict(annotations or {})),
+            descriptor_extras=tuple(MappingProxyType(copy.deepcopy(dict(extra)))
+                                    for extra in descriptor_extras),
+        )
+        self._set(_manifest=self._serialise())
+
+    def __repr__(self) -> str:
+        return f"Index({len(self.images)} image(s), {self.digest})"
+
+    def _serialise(self) -> bytes:
+        manifests = []
+        for position, image in enumerate(self.images):
+            desc = image.descriptor()
+            if position < len(self.descriptor_extras):
+                desc.update(copy.deepcopy(dict(self.descriptor_extras[position])))
+            manifests.append(desc)
+        body: dict[str, Any] = {
+            "schemaVersion": 2,
+            "mediaType": self.media_type,
+            "manifests": manifests,
+        }
+        if self.annotations:
+            body["annotations"] = dict(sorted(self.annotations.items()))
+        return canonical_json(body)
 
     def manifest_bytes(self) -> bytes:
-        if self._manifest is None:
-            manifests = []
-            for position, image in enumerate(self.images):
-                desc = image.descriptor()
-                if position < len(self.descriptor_extras):
-                    desc.update(self.descriptor_extras[position])
-                manifests.append(desc)
-            body: dict[str, Any] = {
-                "schemaVersion": 2,
-                "mediaType": self.media_type,
-                "manifests": manifests,
-            }
-            if self.annotations:
-                body["annotations"] = dict(sorted(self.annotations.items()))
-            self._manifest = canonical_json(body)
         return self._manifest
 
     @property
     def digest(self) -> str:
-        return sha256_digest(self.manifest_bytes())
+        return sha256_digest(self._manifest)
 
     def descriptor(self) -> dict[str, Any]:
         return {
             "mediaType": self.media_type,
-            "size": len(self.manifest_bytes()),
+            "size": len(self._manifest),
             "digest": self.digest,
         }
 
@@ -139,7 +225,7 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 
 def append_app_layers(base: Image, app: AppLayers, annotations: dict[str, str]) -> Image:
     """The ko config rewrite: entrypoint, cleared Cmd, PATH, KO_DATA_PATH, history, rootfs."""
-    config = copy.deepcopy(base.config)
+    config = base.config  # a copy
     inner = config.setdefault("config", {})
     if app.windows:
         inner["Entrypoint"] = [f"C:\\ko-app\\{app.binary_name}"]

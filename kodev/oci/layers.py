@@ -27,6 +27,7 @@ from typing import IO, BinaryIO
 
 from kodev.cache import temporary_file
 from kodev.errors import UsageError
+from kodev.oci.caps import PAX_RECORD
 from kodev.oci.mediatypes import OCI_LAYER_GZIP
 
 _deflate_impl: types.ModuleType
@@ -301,7 +302,9 @@ def add_binary(
         return
     pax = None
     if capability_xattr is not None:
-        pax = {"SCHILY.xattr.security.capability": capability_xattr.decode("latin-1")}
+        # tarfile writes a PAX value as UTF-8; surrogateescape keeps bytes that are not
+        # UTF-8 exactly as they are (with a hdrcharset=BINARY record, as POSIX says).
+        pax = {PAX_RECORD: capability_xattr.decode("utf-8", "surrogateescape")}
     tar.add_dir("ko-app", 0o555)
     tar.add_file_from(f"ko-app/{name}", binary, 0o555, pax)
 

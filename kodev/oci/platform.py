@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,6 +166,10 @@ class PlatformSelection:
             seen[parse_platform(item)] = None
         return cls(tuple(seen))
 
+    def concrete(self, everything: Sequence[Platform]) -> tuple[Platform, ...]:
+        """The platforms named; for ``all``, ``everything`` (what a built-in base offers)."""
+        return tuple(everything) if self.all else self.platforms
+
     def matches(self, candidate: Platform) -> bool:
         if self.all:
             return candidate.os != "unknown" and candidate.architecture != "unknown"
@@ -173,3 +177,27 @@ class PlatformSelection:
 
     def __str__(self) -> str:
         return "all" if self.all else ",".join(str(p) for p in self.platforms)
+
+
+def configured_platforms(
+    flag: Sequence[str], config_default: Sequence[str], environ: Mapping[str, str]
+) -> PlatformSelection | None:
+    """THE decision of what to build for, in order: ``--platform``, ``.ko.yaml``'s
+    ``defaultPlatforms``, ``GOOS``/``GOARCH`` (and ``GOARM``). None when none of them says:
+    the caller's default applies (``kodev up``: the cluster nodes' platforms; everything
+    else: :func:`host_platform_default`). Every command asks here, nowhere else."""
+    goos, goarch = environ.get("GOOS"), environ.get("GOARCH")
+    if flag and (goos or goarch):
+        raise UsageError(
+            "GOOS/GOARCH cannot be combined with --platform",
+            hint="unset GOOS and GOARCH, or drop --platform",
+        )
+    requested = flag or config_default
+    if requested:
+        return PlatformSelection.parse(list(requested))
+    if goos or goarch:
+        text = f"{goos or 'linux'}/{goarch or host_platform_default().architecture}"
+        if environ.get("GOARM"):
+            text += f"/v{environ['GOARM']}"
+        return PlatformSelection.parse([text])
+    return None

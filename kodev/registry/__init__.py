@@ -4,9 +4,12 @@ Public surface (what the rest of kodev calls):
 
 - ``kodev.registry.client.RegistryClient(registry, *, insecure=False, keychain=None,
   user_agent=..., max_attempts=5, jobs=4)``: one per registry host; thread-safe.
-- ``kodev.registry.auth.Keychain``: resolves credentials for a registry from
+- ``kodev.registry.auth.Keychain``: the protocol ``resolve(registry) -> Credentials | None``;
+  ``DockerConfigKeychain`` (the default, ``default_keychain()``) reads
   ``DOCKER_CONFIG``/``~/.docker/config.json``/``REGISTRY_AUTH_FILE`` (auths, credHelpers,
-  credsStore through ``docker-credential-*``).
+  credsStore through ``docker-credential-*``); ``StaticKeychain(registry, username,
+  password)`` answers for one registry; ``MultiKeychain(*keychains)`` asks in order.
+  ``RegistryClient``/``ClientPool``/``Pipeline`` take a ``keychain=``.
 - ``kodev.registry.errors``: RegistryError subclasses (unauthorized, not found, unreachable).
 """
 

@@ -1,6 +1,9 @@
 """Registry credentials (docker/podman config files, credential helpers) and the httpx auth flow.
 
-``Keychain`` finds credentials the way docker and go-containerregistry do.
+A ``Keychain`` answers "which credentials for this registry?" (go-containerregistry's
+``authn.Keychain``): ``DockerConfigKeychain`` reads docker's and podman's files and runs
+credential helpers (the default), ``StaticKeychain`` holds one registry's username and
+password (Terraform's ``basic_auth``), ``MultiKeychain`` asks several in order.
 ``RegistryAuth`` answers ``WWW-Authenticate`` challenges: Basic, or Bearer tokens from the
 registry's token service, cached per scope set so one push asks for a token once.
 """
@@ -20,7 +23,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -324,7 +327,13 @@ def load_config_file(path: Path) -> dict[str, Any]:
     return _load_config_file(path)
 
 
-class Keychain:
+class Keychain(Protocol):
+    """Credentials for a registry host, or None: anonymous (ask the next keychain)."""
+
+    def resolve(self, registry: str) -> Credentials | None: ...
+
+
+class DockerConfigKeychain:
     """Resolves credentials for a registry host from the user's auth files.
 
     Order: ``$REGISTRY_AUTH_FILE`` (podman), then ``$DOCKER_CONFIG/config.json`` or
@@ -353,7 +362,7 @@ class Keychain:
             if creds is not None:
                 logger.debug("credentials for %s from %s", registry, path)
                 return creds
-        logger.debug("no credentials for %s: anonymous", registry)
+        logger.debug("no credentials for %s in the docker config", registry)
         return None
 
     def _resolve_from_file(self, path: Path, registry: str) -> Credentials | None:
@@ -376,15 +385,39 @@ class Keychain:
         return None
 
 
-class StaticKeychain(Keychain):
-    """Always the same credentials: ``kodev login`` checks them before storing them."""
+def default_keychain(environ: Mapping[str, str] | None = None) -> Keychain:
+    """What kodev uses unless told otherwise: the docker config and its helpers."""
+    return DockerConfigKeychain(environ=environ)
 
-    def __init__(self, credentials: Credentials) -> None:
-        super().__init__()
-        self._credentials = credentials
+
+class StaticKeychain:
+    """One registry's username and password (Terraform's ``basic_auth``); nothing for any
+    other registry. Docker Hub's aliases count as one registry, as in the docker config."""
+
+    def __init__(self, registry: str, username: str, password: str) -> None:
+        self._registry = _canonical_registry(_config_key_hostname(registry))
+        self._credentials = Credentials(username=username, password=password)
 
     def resolve(self, registry: str) -> Credentials | None:
+        if _canonical_registry(_config_key_hostname(registry)) != self._registry:
+            return None
         return self._credentials
+
+
+class MultiKeychain:
+    """Asks each keychain in order; the first that has credentials answers
+    (go-containerregistry's ``NewMultiKeychain``)."""
+
+    def __init__(self, *keychains: Keychain) -> None:
+        self.keychains = keychains
+
+    def resolve(self, registry: str) -> Credentials | None:
+        for keychain in self.keychains:
+            credentials = keychain.resolve(registry)
+            if credentials is not None:
+                return credentials
+        logger.debug("no credentials for %s: anonymous", registry)
+        return None
 
 
 # --------------------------------------------------------------------------- challenges

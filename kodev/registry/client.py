@@ -53,6 +53,7 @@ from kodev.registry.auth import (
     PUSH_INTENT_EXTENSION,
     Keychain,
     RegistryAuth,
+    default_keychain,
     url_origin,
 )
 from kodev.registry.errors import (
@@ -364,7 +365,7 @@ class RegistryClient:
         self.chunk_size = max(1, chunk_size)
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
-        keychain = keychain if keychain is not None else Keychain()
+        keychain = keychain if keychain is not None else default_keychain()
         # Parallel blob pushes each hold a connection; token requests may need one more each.
         pool = max(8, 2 * jobs + 2)
         self._client_options: dict[str, Any] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
-from kodev.registry.auth import Keychain
+from kodev.registry.auth import Keychain, default_keychain
 from kodev.registry.client import RegistryClient
 
 
@@ -25,7 +25,7 @@ class ClientPool:
         keychain: Keychain | None = None,
     ) -> None:
         self.insecure_registries = frozenset(r.lower() for r in insecure_registries)
-        self.keychain = keychain or Keychain()
+        self.keychain = keychain if keychain is not None else default_keychain()
         self._clients: dict[str, RegistryClient] = {}
         self._lock = threading.Lock()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
@@ -101,7 +101,7 @@ class Pusher:
             self.target.repository, reference, artifact.manifest_bytes(), artifact.media_type
         )
 
-    def _push_blobs(self, images: list[Image]) -> None:
+    def _push_blobs(self, images: Sequence[Image]) -> None:
         work: dict[str, tuple[Layer | None, bytes | None, int]] = {}
         for image in images:
             config = image.config_bytes()

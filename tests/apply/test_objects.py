@@ -97,16 +97,30 @@ def test_mark_adds_no_annotation_without_built_images_or_to_non_workloads() -> N
     assert config.data["metadata"] == {"name": "c", "labels": {MANAGED_BY_LABEL: "kodev"}}
 
 
-@pytest.mark.parametrize(("kind", "spec"), [
-    ("Pod", {"containers": [{"image": WEB_REF}]}),
-    ("Job", {"template": {"spec": {"containers": [{"image": WEB_REF}]}}}),
-    ("CronJob", {"jobTemplate": {"spec": {"template": {"spec": {
-        "containers": [{"image": WEB_REF}]}}}}}),
-    ("StatefulSet", {"template": {"spec": {"containers": [{"image": WEB_REF}]}}}),
+@pytest.mark.parametrize(("api_version", "kind", "spec"), [
+    ("v1", "Pod", {"containers": [{"name": "a", "image": WEB_REF}]}),
+    ("batch/v1", "Job", {"template": {"spec": {"containers": [{"name": "a", "image": WEB_REF}]}}}),
+    ("batch/v1", "CronJob", {"jobTemplate": {"spec": {"template": {"spec": {
+        "containers": [{"name": "a", "image": WEB_REF}]}}}}}),
+    ("apps/v1", "StatefulSet", {"template": {"spec": {"initContainers": [
+        {"name": "a", "image": WEB_REF}]}}}),
+    ("apps/v1", "ReplicaSet", {"template": {"spec": {"containers": [
+        {"name": "a", "image": WEB_REF}]}}}),
+    ("argoproj.io/v1alpha1", "Rollout", {"template": {"spec": {"containers": [
+        {"name": "a", "image": WEB_REF}]}}}),
+    ("serving.knative.dev/v1", "Service", {"template": {"spec": {"containers": [
+        {"name": "a", "image": WEB_REF}]}}}),
 ])
-def test_pod_specs_of_every_workload_kind(kind: str, spec: dict[str, object]) -> None:
-    assert container_import_paths({"kind": kind, "spec": spec}, IMPORT_PATHS) == [
-        "example.com/app/cmd/web"]
+def test_pod_specs_of_every_workload_kind(api_version: str, kind: str,
+                                          spec: dict[str, object]) -> None:
+    data = {"apiVersion": api_version, "kind": kind, "spec": spec}
+    assert container_import_paths(data, IMPORT_PATHS) == ["example.com/app/cmd/web"]
+
+
+def test_a_core_service_is_not_a_workload() -> None:
+    data = {"apiVersion": "v1", "kind": "Service",
+            "spec": {"template": {"spec": {"containers": [{"name": "a", "image": WEB_REF}]}}}}
+    assert container_import_paths(data, IMPORT_PATHS) == []
 
 
 def test_apply_order_namespaces_then_crds_then_input_order() -> None:

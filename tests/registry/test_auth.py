@@ -18,8 +18,12 @@ from kodev.errors import ConfigError
 from kodev.registry.auth import (
     AUTH_RETRY_EXTENSION,
     Credentials,
+    DockerConfigKeychain,
     Keychain,
+    MultiKeychain,
     RegistryAuth,
+    StaticKeychain,
+    default_keychain,
     find_config_entry,
 )
 from kodev.registry.client import RegistryClient
@@ -108,7 +112,7 @@ def test_auths_entry_forms(docker_config: DockerConfig) -> None:
         "d.example": {"registrytoken": "bearer-me"},
         "e.example": {},
     }})
-    keychain = Keychain()
+    keychain = DockerConfigKeychain()
 
     a, b, c, d = (keychain.resolve(f"{x}.example") for x in "abcd")
     assert (a.username, a.password) == ("alice", "pw:with:colons")  # type: ignore[union-attr]
@@ -120,23 +124,23 @@ def test_auths_entry_forms(docker_config: DockerConfig) -> None:
 
 
 def test_missing_or_empty_config_is_anonymous(docker_config: DockerConfig) -> None:
-    assert Keychain().resolve("r.example") is None
+    assert DockerConfigKeychain().resolve("r.example") is None
     docker_config.write("  \n")
-    assert Keychain().resolve("r.example") is None
+    assert DockerConfigKeychain().resolve("r.example") is None
 
 
 def test_malformed_config_names_the_file(docker_config: DockerConfig) -> None:
     path = docker_config.write('{"auths": {"r.example": ')
 
     with pytest.raises(ConfigError, match=str(path)):
-        Keychain().resolve("r.example")
+        DockerConfigKeychain().resolve("r.example")
 
 
 def test_invalid_auth_field_is_a_config_error(docker_config: DockerConfig) -> None:
     docker_config.write({"auths": {"r.example": {"auth": "%%%not-base64"}}})
 
     with pytest.raises(ConfigError, match=r"r\.example"):
-        Keychain().resolve("r.example")
+        DockerConfigKeychain().resolve("r.example")
 
 
 def test_registry_auth_file_comes_first(
@@ -148,11 +152,11 @@ def test_registry_auth_file_comes_first(
         {"auths": {"r.example": {"auth": basic_auth_field("from-podman", "pw")}}}))
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(podman))
 
-    found = Keychain().resolve("r.example")
+    found = DockerConfigKeychain().resolve("r.example")
     assert found is not None and found.username == "from-podman"
-    assert Keychain().resolve("s.example") is None
+    assert DockerConfigKeychain().resolve("s.example") is None
     docker_config.write_auth("s.example", "from-docker", "pw")
-    found = Keychain().resolve("s.example")
+    found = DockerConfigKeychain().resolve("s.example")
     assert found is not None and found.username == "from-docker"
 
 
@@ -160,8 +164,8 @@ def test_helper_identity_token_and_not_found(docker_config: DockerConfig) -> Non
     docker_config.add_credential_helper("kodevtest", {"r.example": ("<token>", "refresh")})
     docker_config.write({"credHelpers": {"r.example": "kodevtest", "s.example": "kodevtest"}})
 
-    assert Keychain().resolve("r.example") == Credentials(identity_token="refresh")
-    assert Keychain().resolve("s.example") is None
+    assert DockerConfigKeychain().resolve("r.example") == Credentials(identity_token="refresh")
+    assert DockerConfigKeychain().resolve("s.example") is None
     assert docker_config.helper_calls("kodevtest") == ["r.example", "s.example"]
 
 
@@ -169,7 +173,7 @@ def test_docker_hub_helper_gets_the_index_url(docker_config: DockerConfig) -> No
     docker_config.add_credential_helper("kodevtest", {HUB: ("hubuser", "hubpass")})
     docker_config.write({"credsStore": "kodevtest", "auths": {HUB: {}}})
 
-    found = Keychain().resolve("index.docker.io")
+    found = DockerConfigKeychain().resolve("index.docker.io")
     assert found is not None and found.username == "hubuser"
     assert docker_config.helper_calls("kodevtest") == [HUB]
 
@@ -178,10 +182,31 @@ def test_missing_helper_is_a_config_error(docker_config: DockerConfig) -> None:
     docker_config.write({"credHelpers": {"r.example": "kodev-no-such-helper"}})
 
     with pytest.raises(ConfigError, match="docker-credential-kodev-no-such-helper"):
-        Keychain().resolve("r.example")
+        DockerConfigKeychain().resolve("r.example")
 
 
 # ------------------------------------------------------------------ Basic auth (htpasswd)
+
+
+def test_static_keychain_answers_for_its_registry_only() -> None:
+    keychain = StaticKeychain("r.example:5000", "user", "pw")
+    assert keychain.resolve("r.example:5000") == Credentials(username="user", password="pw")
+    assert keychain.resolve("R.example:5000") is not None
+    assert keychain.resolve("r.example") is None  # another port is another registry
+    assert keychain.resolve("s.example:5000") is None
+    hub = StaticKeychain("docker.io", "user", "pw")
+    assert hub.resolve("index.docker.io") is not None  # docker's aliases, one registry
+
+
+def test_multi_keychain_asks_in_order(docker_config: DockerConfig) -> None:
+    docker_config.write({"auths": {"r.example": {"auth": basic_auth_field("file", "x")},
+                                   "s.example": {"auth": basic_auth_field("file", "y")}}})
+    keychain = MultiKeychain(StaticKeychain("r.example", "static", "z"), default_keychain())
+
+    assert keychain.resolve("r.example") == Credentials(username="static", password="z")
+    assert keychain.resolve("s.example") == Credentials(username="file", password="y")
+    assert keychain.resolve("t.example") is None
+    assert MultiKeychain().resolve("r.example") is None
 
 
 @pytest.fixture
@@ -191,9 +216,9 @@ def debug_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-def push_and_pull(host: str, *, annotation: str) -> None:
+def push_and_pull(host: str, *, annotation: str, keychain: Keychain | None = None) -> None:
     repo, image = unique_repo("basic"), make_test_image(annotation=annotation)
-    with RegistryClient(host) as client:
+    with RegistryClient(host, keychain=keychain) as client:
         digest = push_image(client, repo, image, "v1")
         assert client.get_manifest(repo, "v1").digest == digest
         assert client.get_blob(repo, blob_digest(image.layer)) == image.layer
@@ -244,6 +269,28 @@ def test_basic_auth_from_creds_store(
 
 
 @pytest.mark.registry
+def test_injected_static_keychain_authenticates(
+    registry_basic: RegistryServer, docker_config: DockerConfig,
+    debug_log: pytest.LogCaptureFixture,
+) -> None:
+    """Terraform's basic_auth: credentials for one registry, with no docker config at all;
+    and a static keychain for another registry leaves this one anonymous (refused)."""
+    assert registry_basic.username and registry_basic.password
+    docker_config.write({})
+    keychain = MultiKeychain(
+        StaticKeychain(registry_basic.host, registry_basic.username, registry_basic.password),
+        default_keychain())
+
+    push_and_pull(registry_basic.host, annotation="static", keychain=keychain)
+
+    assert_no_secret(registry_basic.password, debug_log.text)
+    other = StaticKeychain("elsewhere.example", registry_basic.username, registry_basic.password)
+    with (RegistryClient(registry_basic.host, keychain=other) as client,
+          pytest.raises(RegistryUnauthorized, match="requires authentication")):
+        client.list_tags(unique_repo("other"))
+
+
+@pytest.mark.registry
 def test_anonymous_access_to_basic_registry_is_refused(
     registry_basic: RegistryServer, docker_config: DockerConfig
 ) -> None:
@@ -289,7 +336,7 @@ def test_streaming_body_is_not_replayed_after_a_challenge(
     url = f"{registry_basic.url}/v2/{unique_repo('stream')}/blobs/uploads/"
 
     with httpx.Client() as http:
-        auth = RegistryAuth(registry_basic.host, credentials=lambda: Keychain().resolve(
+        auth = RegistryAuth(registry_basic.host, credentials=lambda: DockerConfigKeychain().resolve(
             registry_basic.host), token_client=http, registry_url=registry_basic.url)
         first = http.post(url, content=iter([b""]), auth=auth)
         second = http.post(url, content=iter([b""]), auth=auth)
@@ -475,3 +522,24 @@ def test_redirected_blob_get_drops_authorization(
     followed = [entry for entry in storage.seen if entry[1].endswith("/data")]
     assert {method for method, _path, _auth in followed} == {"GET", "HEAD"}
     assert all(auth is None for _method, _path, auth in followed)
+
+
+@pytest.mark.registry
+def test_injected_keychain_credentials_stay_at_their_origin(
+    redirecting_registry: tuple[RegistryServer, StorageServer], docker_config: DockerConfig
+) -> None:
+    """The same rule for credentials a caller injects: a redirect to another origin
+    gets no Authorization header."""
+    server, storage = redirecting_registry
+    assert server.username and server.password
+    docker_config.write({})
+    keychain = StaticKeychain(server.host, server.username, server.password)
+    repo, data = unique_repo("redirect-static"), os.urandom(3000)
+    seen_before = len(storage.seen)
+
+    with RegistryClient(server.host, keychain=keychain) as client:
+        client.upload_blob(repo, blob_digest(data), len(data), opener_for(data))
+        assert client.get_blob(repo, blob_digest(data)) == data
+
+    followed = [e for e in storage.seen[seen_before:] if e[1].endswith("/data")]
+    assert followed and all(auth is None for _method, _path, auth in followed)

@@ -17,7 +17,7 @@ import pytest
 
 from kodev.errors import RegistryError
 from kodev.oci.mediatypes import DOCKER_MANIFEST, OCI_MANIFEST
-from kodev.registry.auth import Keychain
+from kodev.registry.auth import DockerConfigKeychain
 from kodev.registry.client import Descriptor, RegistryClient
 from kodev.registry.errors import (
     BlobUnknown,
@@ -449,7 +449,7 @@ def test_default_keychain_is_used(registry: RegistryServer, docker_config: Docke
     """An anonymous registry never makes the client read credentials."""
     docker_config.write("{ this is not json")  # would raise ConfigError if it were read
 
-    with RegistryClient(registry.host, keychain=Keychain()) as client:
+    with RegistryClient(registry.host, keychain=DockerConfigKeychain()) as client:
         assert client.list_tags(unique_repo("anon")) == []
 
 

@@ -37,7 +37,7 @@ def _binary(sha: str = "b1") -> dict[Platform, BuiltBinary]:
 
 
 def test_the_volume_goes_to_the_containers_that_run_kodev_images() -> None:
-    deployment = {"kind": "Deployment", "spec": {"template": {"spec": {
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"template": {"spec": {
         "initContainers": [{"name": "migrate", "image": "r/web@sha256:1"}],
         "containers": [{"name": "web", "image": "r/web@sha256:1",
                         "volumeMounts": [{"name": "data", "mountPath": "/data"}]},

@@ -1,0 +1,3 @@
+from kodev.terraform.provider import main
+
+raise SystemExit(main())
