@@ -399,6 +399,9 @@ def add_up_flags(name: str, parser: argparse.ArgumentParser) -> None:
     group.add_argument("--run-cronjobs", action="store_true",
                        help="after a CronJob's image changes, start a Job from it at once "
                             "(as kubectl create job --from=cronjob/NAME)")
+    group.add_argument("--rerun-jobs", action="store_true",
+                       help="replace a Job that has completed when its image changes (by "
+                            "default only running and failed Jobs are replaced)")
     add_workload_kind_flag(group)
     parser.set_defaults(sbom="none")
 

@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
         port_forward=args.port_forward,
         live=args.live,
         run_cronjobs=args.run_cronjobs,
+        rerun_jobs=args.rerun_jobs,
         workload_kinds=tuple(args.workload_kind),
         workdir=Path.cwd(),
     )

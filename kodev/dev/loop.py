@@ -60,7 +60,14 @@ from kodev.kube.rollout import (
     run_now,
     swap_images,
 )
-from kodev.kube.workloads import BUILTIN_TABLE, Update, WorkloadKind, WorkloadTable, project_table
+from kodev.kube.workloads import (
+    BUILTIN_TABLE,
+    Update,
+    WorkloadKind,
+    WorkloadTable,
+    is_complete,
+    project_table,
+)
 from kodev.publish import Built, Event, Pipeline, Published, PublishOptions, Target
 from kodev.resolve import (
     Selection,
@@ -91,6 +98,7 @@ class UpSettings:
     port_forward: bool | None = None  # None: .ko.yaml's kodev.portForward (default off)
     live: bool = False  # swap new binaries into the running containers (kodev/dev/live.py)
     run_cronjobs: bool = False  # start a CronJob's Job at once after its image changed
+    rerun_jobs: bool = False  # replace a Job that completed, too (a failed one always is)
     workload_kinds: Sequence[str] = ()  # --workload-kind GROUP/VERSION/KIND=JSONPATH
     workdir: Path = field(default_factory=Path.cwd)
 
@@ -351,7 +359,9 @@ class DevLoop:
         self.watch = WorkloadWatch(self.cluster, namespaces or {self.cluster.namespace},
                                    self._on_cluster_change,
                                    label_selector="app.kubernetes.io/managed-by=kodev",
-                                   table=self.table, on_error=self._watch_failed)
+                                   table=self.table,
+                                   kinds={w.kind for w in self.workload_file},
+                                   on_error=self._watch_failed)
         self.rollouts.watch = self.watch
         self.watch.start()
         if self.settings.live:
@@ -613,11 +623,17 @@ class DevLoop:
 
     def _swap_one(self, workload: WorkloadRef, images: Mapping[ContainerSlot, str],
                   started: float) -> str:
-        """Patch one workload: "patched", "gone" (deleted by hand) or "failed" (retried)."""
+        """Patch one workload: "patched", "kept" (a completed Job), "gone" (deleted by
+        hand) or "failed" (retried)."""
         assert self.cluster is not None
         import_paths = self._import_paths_in(images)
         kind = self._kind(workload)
         if kind.update is Update.REPLACE:
+            if self._completed(workload) and not self.settings.rerun_jobs:
+                self.dashboard.emit("kept", f"{workload} has completed: not run again with "
+                                    "the new image (--rerun-jobs runs completed Jobs again)",
+                                    workload=str(workload))
+                return "kept"
             self.rollouts.replacing.add(workload)
         try:
             swapped = swap_images(self.cluster, workload, images, kind)
@@ -641,6 +657,11 @@ class DevLoop:
             self._run_cronjob(workload)
         self.rollouts.check(workload)
         return "patched"
+
+    def _completed(self, workload: WorkloadRef) -> bool:
+        state = self.watch.state if self.watch is not None else None
+        current = state.get(workload) if state is not None else None
+        return current is not None and is_complete(current)
 
     def _kind(self, workload: WorkloadRef) -> WorkloadKind:
         return self.watch.kind_of(workload) if self.watch is not None \

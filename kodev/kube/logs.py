@@ -52,6 +52,7 @@ from kodev.kube.watch import (
     MAX_BACKOFF_S,
     ApiHttp,
     ListWatch,
+    describe,
     is_refused,
     is_transient,
     iter_lines,
@@ -90,6 +91,7 @@ class LogNotice:
     ``restarted`` (the container restarted; its new instance follows), ``resumed`` (a
     dropped stream continues), ``retrying`` (a request failed and is retried; without
     pod and container: the API connection is lost), ``reconnected`` (the API is back),
+    ``skipped`` (a kind of workload this user may not list is not followed),
     ``waiting`` (nothing to follow yet), ``none`` (nothing to show, with follow off).
     """
 
@@ -501,9 +503,16 @@ class LogFollower:
         else:
             self._check_namespace()
             self._watches = self._make_watches()
-        for watch in self._watches:
+        for watch in list(self._watches):
             with api_errors(self.cluster, f"list {watch.path}"):
-                watch.list()
+                try:
+                    watch.list()
+                except Exception as exc:  # a kind this user may not list is left out
+                    if not (_forbidden(exc) and watch.path.rpartition("/")[2] != "pods"):
+                        raise
+                    self._watches.remove(watch)
+                    self.notice("skipped", None, f"not following {describe(watch.path)}: "
+                                                 "forbidden (RBAC)")
         self._initial = False
         if not self._streams:
             self._notice_nothing_yet()
@@ -629,9 +638,16 @@ class LogFollower:
         return [k for k in kinds if k.key in found_kinds]
 
     def _exists(self, kind: WorkloadKind, name: str) -> bool:
+        """Whether a workload of this kind has the name (a kind this user may not list
+        has none that kodev could follow)."""
         with api_errors(self.cluster, f"list {kind.plural}"):
-            found = self.http.get(kind.collection_path(self.namespace),
-                                  [("fieldSelector", f"metadata.name={name}")])
+            try:
+                found = self.http.get(kind.collection_path(self.namespace),
+                                      [("fieldSelector", f"metadata.name={name}")])
+            except Exception as exc:
+                if _forbidden(exc):
+                    return False
+                raise
         return bool(found.get("items"))
 
     def _not_found(self, kind: str, name: str) -> KubeError:
@@ -717,9 +733,8 @@ class LogFollower:
             return all(s.finished for s in self._streams.values())
 
 
-def _pod_key(pod: Mapping[str, Any]) -> tuple[str, str]:
-    meta = pod.get("metadata") or {}
-    return str(meta.get("namespace")), str(meta.get("name"))
+def _forbidden(exc: BaseException) -> bool:
+    return getattr(exc, "status", None) == 403
 
 
 def _compile_container_pattern(text: str | None) -> re.Pattern[str] | None:

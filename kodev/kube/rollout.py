@@ -248,11 +248,13 @@ class WorkloadWatch:
     """Latest state of the workloads and Pods in some namespaces (a
     :class:`~kodev.kube.state.ClusterState`), each collection kept by a list+watch in a
     thread of its own, so state converges again after an outage. ``stop()`` ends the
-    watches at once. Only kinds the cluster serves are watched; :meth:`add_kinds` adds
-    one that became served (its CRD was applied)."""
+    watches at once. Only ``kinds`` (table keys; None: all) that the cluster serves are
+    watched, so a user whose RBAC covers what they deploy needs nothing more;
+    :meth:`add_kinds` adds one later (a new kind in a file, a CRD just applied)."""
 
     def __init__(self, cluster: Cluster, namespaces: Iterable[str], listener: Listener,
                  *, label_selector: str | None = None, table: WorkloadTable = BUILTIN_TABLE,
+                 kinds: Iterable[str] | None = None,
                  on_error: Callable[[BaseException], None] | None = None) -> None:
         self.cluster = cluster
         self.table = table
@@ -261,6 +263,7 @@ class WorkloadWatch:
         self._initial_namespaces = sorted(set(namespaces))
         self.listener = listener
         self.label_selector = label_selector
+        self._wanted = None if kinds is None else set(kinds)
         self.state: ClusterState | None = None
         self._http: ApiHttp | None = None
         self._watches: list[ListWatch] = []
@@ -269,7 +272,8 @@ class WorkloadWatch:
     def start(self) -> None:
         self._http = ApiHttp(self.cluster)
         with api_errors(self.cluster, "discover the workload kinds"):
-            kinds = served_kinds(self._http, self.table)
+            kinds = [k for k in served_kinds(self._http, self.table)
+                     if self._wanted is None or k.key in self._wanted]
         self.state = ClusterState(self._http, kinds, self.listener,
                                   workload_labels=self.label_selector)
         self.add_namespaces(self._initial_namespaces)

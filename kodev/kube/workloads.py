@@ -315,6 +315,12 @@ def job_status(kind: WorkloadKind, obj: Obj, pods: Sequence[Obj]) -> RolloutStat
     return RolloutStatus(done, ready, desired, None if done else pod_problem(pods), message)
 
 
+def is_complete(obj: Obj) -> bool:
+    """A Job that ran to completion (a failed one is not: a fix should run)."""
+    return any(c.get("type") == "Complete" and c.get("status") == "True"
+               for c in (obj.get("status") or {}).get("conditions") or [])
+
+
 def cronjob_status(kind: WorkloadKind, obj: Obj, pods: Sequence[Obj]) -> RolloutStatus:
     """Nothing rolls: the next scheduled run uses the new image."""
     return RolloutStatus(True, 0, 0, None, "the next scheduled run uses the new image")

@@ -336,7 +336,7 @@ def test_statefulset_by_kind_and_name(kube_env: KubeEnv, kube_api: Any, kube_nam
 
 @pytest.mark.parametrize(("args", "code", "text"), [
     (["-n", "kodev-no-such-namespace"], 5, "namespace 'kodev-no-such-namespace' not found"),
-    (["nosuch"], 5, "no Deployment, StatefulSet or DaemonSet 'nosuch' in namespace"),
+    (["nosuch"], 5, "no workload 'nosuch' in namespace"),
     (["deployment/nosuch"], 5, "Deployment 'nosuch' not found in namespace"),
     (["service/web"], 2, "'service' in 'service/web' is not a workload kind"),
     (["-c", "("], 2, "-c '(' is not a valid regular expression"),

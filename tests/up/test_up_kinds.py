@@ -179,6 +179,60 @@ def test_jobs_pods_replicasets_and_cronjobs_get_the_new_code(
     assert up.process.poll() is None
 
 
+STATEFULSET = ("apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: {name}\nspec:\n"
+               "  replicas: 1\n  serviceName: {name}\n"
+               "  selector:\n    matchLabels: {{app: {name}}}\n  template:\n"
+               + TEMPLATE.replace("{extra}", ""))
+DAEMONSET = ("apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: {name}\nspec:\n"
+             "  selector:\n    matchLabels: {{app: {name}}}\n  template:\n"
+             + TEMPLATE.replace("{extra}", ""))
+ONCE = """package main
+
+import "fmt"
+
+func main() { fmt.Println("once v1") }
+"""
+
+
+def test_statefulsets_daemonsets_and_a_completed_job(
+        up_module: Path, start_up: Any, kube_env: Any, kube_api: Any,
+        kube_namespace: str) -> None:
+    """alpha as a StatefulSet and beta as a DaemonSet roll to the new code on a save to
+    their shared package; a Job that has completed is not run again when its code
+    changes (it says so; --rerun-jobs would replace it)."""
+    from kubernetes import client
+
+    (up_module / "cmd/once").mkdir()
+    (up_module / "cmd/once/main.go").write_text(ONCE)
+    _write(up_module, {
+        "alpha": STATEFULSET.format(name="alpha", binary="alpha"),
+        "beta": DAEMONSET.format(name="beta", binary="beta"),
+        "once": JOB.format(name="once", binary="once"),
+    })
+    up = start_up(up_module, kube_env.registry)
+    up.wait_for(lambda e: e["event"] == "watching")
+    for workload in ("statefulset/alpha", "daemonset/beta", "job/once"):
+        _ready(up, workload, 0)
+    batch = client.BatchV1Api(kube_api)
+    eventually("the Job completes", lambda: any(
+        c.type == "Complete" and c.status == "True"
+        for c in batch.read_namespaced_job("once", kube_namespace).status.conditions or []))
+    job_uid = batch.read_namespaced_job("once", kube_namespace).metadata.uid
+
+    since = up.mark()
+    edit(up_module / "internal/shared/shared.go", '"hello "', '"hi "')
+    edit(up_module / "cmd/once/main.go", "once v1", "once v2")
+    for workload in ("statefulset/alpha", "daemonset/beta"):
+        _ready(up, workload, since)
+    kept = up.wait_for(lambda e: e["event"] == "kept" and e.get("workload") == "job/once",
+                       since)
+    assert "--rerun-jobs" in kept["message"]
+    assert _answer(kube_env, kube_api, kube_namespace, "alpha") == {"hi alpha"}
+    eventually("the DaemonSet's new Pod answers the new code",
+               lambda: _answer(kube_env, kube_api, kube_namespace, "beta") == {"hi beta"})
+    assert batch.read_namespaced_job("once", kube_namespace).metadata.uid == job_uid
+
+
 def test_argo_rollout_rolls_on_the_real_controller(
         up_module: Path, start_up: Any, kube_env: Any, kube_api: Any, kube_namespace: str,
         argo_rollouts: Any) -> None:
