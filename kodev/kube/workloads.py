@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from kodev.errors import ConfigError, UsageError
+from kodev.errors import ConfigError, KubeError, UsageError
 from kodev.kube.selector import LabelSelector, Requirement, workload_selector
 
 Obj = Mapping[str, Any]
@@ -102,7 +102,9 @@ class WorkloadKind:
         prefix = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
         scope = "" if namespace is None else f"/namespaces/{_quote(namespace)}"
         name = plural or self.plural
-        assert name, f"the plural of {self.key} is not known yet"
+        if not name:  # a custom kind the cluster did not serve when it was looked up
+            raise KubeError(f"the cluster serves no {self.key} ({self.api_version})",
+                            hint="is its CustomResourceDefinition installed?")
         return f"{prefix}{scope}/{name}"
 
     def rollout_status(self, obj: Obj, pods: Sequence[Obj]) -> RolloutStatus:

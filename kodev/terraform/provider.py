@@ -496,6 +496,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args:
         print(USAGE, file=sys.stderr)
         return 2
+    import importlib.util
+
+    if importlib.util.find_spec("tf") is None:  # installed without the extra
+        print("terraform-provider-kodev: the plugin protocol package is missing: "
+              "pip install 'kodev[terraform]'", file=sys.stderr)
+        return 1
     from kodev.terraform.server import serve
 
     serve(KodevProvider())
