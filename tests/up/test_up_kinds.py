@@ -147,7 +147,8 @@ def test_jobs_pods_replicasets_and_cronjobs_get_the_new_code(
     eventually("the new Job's Pod answers the new code",
                lambda: _answer(kube_env, kube_api, kube_namespace, "alpha") == {"hi alpha"})
     assert batch.read_namespaced_job("alpha", kube_namespace).metadata.uid != old_job
-    assert _answer(kube_env, kube_api, kube_namespace, "beta") == {"hi beta"}
+    eventually("the restarted container answers the new code",
+               lambda: _answer(kube_env, kube_api, kube_namespace, "beta") == {"hi beta"})
     beta = core.read_namespaced_pod("beta", kube_namespace)
     assert beta.metadata.uid == old_pod  # the same Pod, its container restarted
     assert beta.status.container_statuses[0].restart_count >= 1
@@ -227,7 +228,8 @@ def test_statefulsets_daemonsets_and_a_completed_job(
     kept = up.wait_for(lambda e: e["event"] == "kept" and e.get("workload") == "job/once",
                        since)
     assert "--rerun-jobs" in kept["message"]
-    assert _answer(kube_env, kube_api, kube_namespace, "alpha") == {"hi alpha"}
+    eventually("the StatefulSet's new Pod answers the new code",
+               lambda: _answer(kube_env, kube_api, kube_namespace, "alpha") == {"hi alpha"})
     eventually("the DaemonSet's new Pod answers the new code",
                lambda: _answer(kube_env, kube_api, kube_namespace, "beta") == {"hi beta"})
     assert batch.read_namespaced_job("once", kube_namespace).metadata.uid == job_uid

@@ -85,6 +85,20 @@ def _get(url: str, timeout: float = 15.0) -> str:
         return str(response.read().decode().strip())
 
 
+def _listening(url: str) -> str:
+    """The answer once the program in the Pod listens: a Pod without a readiness probe is
+    Ready as soon as its container starts, a moment before its program binds the port, and
+    a connection forwarded in that moment is closed (as kubectl port-forward's is)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return _get(url)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def test_port_forward_follows_the_rollout(up_module: Path, start_up: Any,
                                           kube_env: Any) -> None:
     up = start_up(up_module, kube_env.registry, extra=("--port-forward",))
@@ -98,8 +112,8 @@ def test_port_forward_follows_the_rollout(up_module: Path, start_up: Any,
                for f in forwards.values())
     gamma = forwards["deployment/gamma"]["url"]
     up.wait_ready(set(NAMES), 0)
-    assert _get(gamma) == "gamma"
-    assert _get(forwards["deployment/alpha"]["url"]) == "hello alpha"
+    assert _listening(gamma) == "gamma"
+    assert _listening(forwards["deployment/alpha"]["url"]) == "hello alpha"
 
     # While the new Pod rolls out, keep asking: every answer is the old or the new code,
     # none hangs, and once the rollout is done the new code answers.
@@ -119,7 +133,7 @@ def test_port_forward_follows_the_rollout(up_module: Path, start_up: Any,
     since = up.mark()
     edit(up_module / "cmd/gamma/main.go", '"gamma"', '"gamma v2"')
     up.wait_ready({"gamma"}, since)
-    eventually("the new answer through the forward", lambda: _get(gamma) == "gamma v2")
+    eventually("the new answer through the forward", lambda: _listening(gamma) == "gamma v2")
     stop.set()
     asker.join(timeout=30)
     assert not asker.is_alive()
