@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kodev.cache import default_cache_dir
@@ -70,8 +71,12 @@ def resolve_and_apply(args: argparse.Namespace, *, create: bool) -> int:
         objects = objects_from_documents(d for docs in rendered for d in docs)
         kube.validate(objects)
         import_path_of = {result.reference: result.import_path for result in published}
+        from kodev.config import load_config
+        from kodev.kube.workloads import project_table
+
+        table = project_table(load_config(Path.cwd()).workload_kinds)
         for obj in objects:
-            mark(obj, import_path_of)
+            mark(obj, import_path_of, table)
         apply_objects(kube, objects, report, create=create)
     if args.json:
         print(json.dumps(records, indent=2))

@@ -222,6 +222,31 @@ def test_namespaces_and_crds_are_applied_first(kube_kodev: Kodev, kube_api: Any,
 # --------------------------------------------------------------------------- kubeconfig
 
 
+def test_a_custom_kind_from_ko_yaml_is_marked_as_a_workload(
+        kube_kodev: Kodev, fresh_names: tuple[str, str], tmp_path: Path) -> None:
+    """A CRD kind declared in .ko.yaml's kodev.workloadKinds is a workload for kodev apply
+    too: its object gets the import-paths annotation that kodev logs and up read."""
+    namespace, group = fresh_names
+    config = kube_kodev.workdir / ".ko.yaml"
+    config.write_text(config.read_text() + (
+        "kodev:\n  workloadKinds:\n"
+        f"  - {{apiVersion: {group}/v1, kind: Widget, "
+        "containers: '{.spec.template.spec.containers}'}\n"))
+    documents = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        widget_crd(group),
+        {"apiVersion": f"{group}/v1", "kind": "Widget",
+         "metadata": {"name": "w", "namespace": namespace},
+         "spec": {"template": {"spec": {"containers": [
+             {"name": "app", "image": f"ko://{WEB}"}]}}}},
+    ]
+    manifest = tmp_path / "widget.yaml"
+    manifest.write_text(yaml.safe_dump_all(documents))
+    records = json.loads(kube_kodev.run("apply", "-f", str(manifest), "--json").stdout)
+    widget = next(r for r in records if r["kind"] == "Widget")
+    assert widget["importpaths"] == [WEB]
+
+
 def test_kubeconfig_list_context_and_context_namespace(kube_kodev: Kodev, kube_api: Any,
                                                        kube_env: KubeEnv, kube_namespace: str,
                                                        tmp_path: Path) -> None:
