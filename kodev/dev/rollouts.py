@@ -80,7 +80,9 @@ class RolloutTracker:
                 return
         latency = time.monotonic() - pending.started
         if status.done:
-            self._done(workload, pending, latency)
+            # Nothing runs now (a CronJob): say what the swap means instead of "rollout".
+            done = status.message if status.desired == 0 else "rollout complete"
+            self._done(workload, pending, latency, done)
         else:
             for ip in pending.import_paths:
                 self.dashboard.update(ip, state=FAILED,
@@ -88,7 +90,8 @@ class RolloutTracker:
             self.dashboard.emit("failed", f"{workload}: rollout stuck: {status.problem}",
                                 workload=str(workload), reason=status.problem)
 
-    def _done(self, workload: WorkloadRef, pending: PendingRollout, latency: float) -> None:
+    def _done(self, workload: WorkloadRef, pending: PendingRollout, latency: float,
+              what: str) -> None:
         self.replacing.discard(workload)  # the new object is the one followed now
         with self._health_lock:  # what the rollout replaced is no longer news
             self.health.pop(workload, None)
@@ -105,7 +108,7 @@ class RolloutTracker:
         timing: dict[str, Any] = {"save_to_ready_seconds": round(latency, 3),
                                   "save_to_running_seconds": round(latency, 3),
                                   "mode": "rolled"} if after_save else {}
-        self.dashboard.emit("ready", f"{workload}: rollout complete, "
+        self.dashboard.emit("ready", f"{workload}: {what}, "
                             f"{latency:.2f}s after {pending.cause}", workload=str(workload),
                             namespace=workload.namespace,
                             importpaths=sorted(pending.import_paths), **timing)

@@ -160,6 +160,8 @@ def test_jobs_pods_replicasets_and_cronjobs_get_the_new_code(
                lambda: _answer(kube_env, kube_api, kube_namespace, "gamma") == {"gamma v2"})
     assert not old_rs_pods & {p.metadata.uid for p in _pods(kube_api, kube_namespace,
                                                             "gamma")}
+    cron = _ready(up, "cronjob/report", since)
+    assert "the next scheduled run uses the new image" in cron["message"]
     started = up.wait_for(lambda e: e["event"] == "job" and
                           e.get("workload") == "cronjob/report", since)
     cron_job = batch.read_namespaced_job(started["job"], kube_namespace)
