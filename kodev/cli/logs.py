@@ -11,11 +11,11 @@ from kodev.console import wants_color
 from kodev.errors import UsageError
 
 if TYPE_CHECKING:
-    from kodev.kube.logs import LogEvent, LogOptions
+    from kodev.kube.tail import LogEvent, LogOptions
 
 
 def log_options(args: argparse.Namespace) -> LogOptions:
-    from kodev.kube.logs import LogOptions
+    from kodev.kube.tail import LogOptions
 
     if args.tail is not None and args.tail < 0:
         args.tail = None  # stern's -1: everything
@@ -26,13 +26,8 @@ def log_options(args: argparse.Namespace) -> LogOptions:
 def run(args: argparse.Namespace) -> int:
     from kodev.config import load_config
     from kodev.kube.client import KubeOptions, connect
-    from kodev.kube.logs import (
-        LogFollower,
-        LogLine,
-        format_line,
-        format_notice,
-        parse_workload_ref,
-    )
+    from kodev.kube.logs import LogFollower, format_line, format_notice, parse_workload_ref
+    from kodev.kube.tail import LogLine
 
     if args.all_namespaces and args.namespace:
         raise UsageError("-A and -n exclude each other", hint="pass one of them")

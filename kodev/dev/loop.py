@@ -376,7 +376,8 @@ class DevLoop:
         """Every kodev workload's Pods, across rollouts, into the events (a log pane in the
         TUI, interleaved lines otherwise): kodev logs' engine, on the same watched state
         as the rollouts (namespaces added later are followed too)."""
-        from kodev.kube.logs import LogFollower, LogOptions
+        from kodev.kube.logs import LogFollower
+        from kodev.kube.tail import LogOptions
 
         assert self.cluster is not None and self.watch is not None
         assert self.watch.state is not None
@@ -387,7 +388,8 @@ class DevLoop:
         self.log_followers.append(follower)
 
     def _log_event(self, event: Any) -> None:
-        from kodev.kube.logs import LogLine, format_line, format_notice
+        from kodev.kube.logs import format_line, format_notice
+        from kodev.kube.tail import LogLine
 
         if isinstance(event, LogLine):
             self.dashboard.emit("log", format_line(event), namespace=event.namespace,

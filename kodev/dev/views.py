@@ -53,7 +53,8 @@ class LineView:
         """``pod/container message``, the prefix coloured as ``kodev logs`` does."""
         if not self.colour:
             return event.message
-        from kodev.kube.logs import LogLine, format_line
+        from kodev.kube.logs import format_line
+        from kodev.kube.tail import LogLine
 
         data = event.data
         line = LogLine(str(data.get("timestamp", "")), str(data.get("namespace", "")),

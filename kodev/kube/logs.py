@@ -24,9 +24,13 @@ The engine of ``kodev logs`` and of the log pane of ``kodev up``. What it does, 
   the new instance is followed from its first line.
 * ``--since``/``--tail`` apply to containers running when following starts; containers
   that start later are shown from their first line (all their lines are new).
-* **Bounded.** At most :data:`MAX_LINE_BYTES` of a line is kept (the rest is counted and
-  named in the line), read in linear time however long the line; a 401 or 403, for a
-  watch or a log, ends following with that error instead of retrying forever.
+* **Bounded.** At most :data:`kodev.kube.tail.MAX_LINE_BYTES` of a line is kept (the
+  rest is counted and named in the line), read in linear time however long the line; a
+  401 or 403, for a watch or a log, ends following with that error instead of retrying
+  forever.
+* **Split as stern is**: the watched state (:mod:`kodev.kube.state`) -> the targets
+  (:class:`LogFollower`: which containers of which Pods) -> one tail per container
+  (:mod:`kodev.kube.tail`).
 """
 
 from __future__ import annotations
@@ -37,82 +41,35 @@ import threading
 import time
 import urllib.parse
 import zlib
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from kodev.errors import KubeError, UsageError
 from kodev.kube.apply import MANAGED_BY_LABEL
-from kodev.kube.client import Cluster, api_error, api_errors, is_not_found
+from kodev.kube.client import Cluster, api_errors, is_not_found
 from kodev.kube.selector import parse_selector
 from kodev.kube.state import ClusterState, served_kinds
+from kodev.kube.tail import (
+    ContainerTail,
+    LogEvent,
+    LogLine,
+    LogNotice,
+    LogOptions,
+    Sink,
+    StreamKey,
+)
 from kodev.kube.watch import (
-    MAX_BACKOFF_S,
     ApiHttp,
     ListWatch,
     describe,
-    is_refused,
-    is_transient,
-    iter_lines,
-    shutdown_connection,
 )
 from kodev.kube.workloads import BUILTIN_TABLE, WorkloadKind, WorkloadTable
 
 _PALETTE = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
-_TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
-STOP_JOIN_S = 1.5
-# At most this much of one log line is kept and shown; the rest is dropped and counted
-# (a process printing megabytes without a newline must not fill kodev's memory).
-MAX_LINE_BYTES = 1024 * 1024
 # stop() waits this long in all for its threads (they are daemons, their sockets shut
 # down; one stuck connecting to an unresponsive API server must not delay an exit).
 STOP_WAIT_S = 0.5
 OutputMode = Literal["default", "raw", "json"]
-
-
-@dataclass(frozen=True)
-class LogLine:
-    """One log line; ``timestamp`` is the API's RFC 3339 text ("" if it sent none)."""
-
-    timestamp: str
-    namespace: str
-    pod: str
-    container: str
-    message: str
-
-
-@dataclass(frozen=True)
-class LogNotice:
-    """Something about the streams, not a log line.
-
-    ``kind``: ``added`` (a container's stream started), ``removed`` (its Pod is gone),
-    ``restarted`` (the container restarted; its new instance follows), ``resumed`` (a
-    dropped stream continues), ``retrying`` (a request failed and is retried; without
-    pod and container: the API connection is lost), ``reconnected`` (the API is back),
-    ``skipped`` (a kind of workload this user may not list is not followed),
-    ``waiting`` (nothing to follow yet), ``none`` (nothing to show, with follow off).
-    """
-
-    kind: str
-    namespace: str
-    pod: str
-    container: str
-    message: str
-
-
-LogEvent = LogLine | LogNotice
-Sink = Callable[[LogEvent], None]
-
-
-@dataclass(frozen=True)
-class LogOptions:
-    since: float | None = None  # seconds; containers running at start only
-    tail: int | None = None  # lines; containers running at start only
-    timestamps: bool = False  # display only: the engine always requests them
-    container: str | None = None  # regex searched in container names (as stern's -c)
-    follow: bool = True
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -131,38 +88,6 @@ def parse_workload_ref(text: str, table: WorkloadTable = BUILTIN_TABLE) -> tuple
                          hint=f"use KIND/NAME with a kind of: {table.names()} (or declare "
                               "a custom one with --workload-kind)")
     return kind.key, name
-
-
-def timestamp_key(timestamp: str) -> tuple[int, int] | None:
-    """(epoch seconds, nanoseconds) of an RFC 3339 timestamp, comparable across formats.
-
-    Kubelets print RFC3339Nano with trailing zeros trimmed, so the texts do not sort.
-    """
-    match = _TIMESTAMP.fullmatch(timestamp)
-    if match is None:
-        return None
-    seconds, fraction, offset = match.groups()
-    moment = datetime.fromisoformat(seconds + ("+00:00" if offset == "Z" else offset))
-    return int(moment.timestamp()), int((fraction or "0").ljust(9, "0"))
-
-
-def since_time(key: tuple[int, int]) -> str:
-    """The ``sinceTime`` that includes ``key``: the start of its second, in UTC."""
-    return datetime.fromtimestamp(key[0], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def split_timestamp(raw: str) -> tuple[str, str]:
-    """``"<timestamp> <message>"`` as the API sends it with timestamps=true."""
-    timestamp, space, message = raw.partition(" ")
-    if not space or timestamp_key(timestamp) is None:
-        return "", raw
-    return timestamp, message
-
-
-def cut_marker(dropped: int) -> str:
-    """What replaces the end of a line longer than :data:`MAX_LINE_BYTES`."""
-    return (f" [kodev: line cut, {dropped:,} more bytes not shown; at most "
-            f"{MAX_LINE_BYTES >> 20} MiB of a line is kept]")
 
 
 def colour_of(namespace: str, pod: str, container: str) -> int:
@@ -220,230 +145,6 @@ def started_containers(pod: Mapping[str, Any], pattern: re.Pattern[str] | None
     return found
 
 
-class Replay:
-    """What was shown of one container instance, to drop replayed lines after a resume."""
-
-    def __init__(self) -> None:
-        self.last: tuple[int, int] | None = None
-        self.shown_at_last: Counter[str] = Counter()
-        self._pending: Counter[str] = Counter()
-        self._replaying = False
-        # Resumed before any line was shown: lines older than the first request are not
-        # new (sinceTime has second precision, so the resume asks from earlier).
-        self.floor: tuple[int, int] | None = None
-
-    def resume(self) -> str | None:
-        """Start dropping replayed lines; the ``sinceTime`` to request (None: from start)."""
-        self._pending = Counter(self.shown_at_last)
-        self._replaying = self.last is not None
-        return since_time(self.last) if self.last is not None else None
-
-    def accept(self, timestamp: str, message: str) -> bool:
-        """True if the line is new (and records it as shown)."""
-        key = timestamp_key(timestamp)
-        if key is None:
-            return True
-        if self.floor is not None and self.last is None and key < self.floor:
-            return False
-        if self._replaying and self.last is not None:
-            if key < self.last:
-                return False
-            if key == self.last and self._pending[message] > 0:
-                self._pending[message] -= 1
-                return False
-            self._replaying = False
-        if self.last is None or key > self.last:
-            self.last, self.shown_at_last = key, Counter()
-        if key == self.last:
-            self.shown_at_last[message] += 1
-        return True
-
-
-# --------------------------------------------------------------------------- streams
-
-
-@dataclass(frozen=True)
-class _StreamKey:
-    namespace: str
-    pod: str
-    uid: str
-    container: str
-
-
-class _ContainerStream:
-    """Follows one container instance in a thread; resumes after drops."""
-
-    def __init__(self, follower: LogFollower, key: _StreamKey, restarts: int, *,
-                 first: Sequence[tuple[str, str]], previous: _ContainerStream | None) -> None:
-        self.follower = follower
-        self.key = key
-        self.restarts = restarts
-        self.first = first  # since/tail for the first request only
-        self.previous = previous  # the instance before a restart, to catch up from
-        self.replay = Replay()
-        self.first_sent_at: float | None = None
-        self.stopped = threading.Event()
-        self._connection: Any = None
-        self._lock = threading.Lock()
-        self.thread = threading.Thread(target=self._run, daemon=True,
-                                       name=f"logs {key.pod}/{key.container}")
-
-    @property
-    def finished(self) -> bool:
-        return not self.thread.is_alive()
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stopped.set()
-        with self._lock:
-            if self._connection is not None:
-                shutdown_connection(self._connection)
-
-    def _path(self) -> str:
-        quote = urllib.parse.quote
-        return f"/api/v1/namespaces/{quote(self.key.namespace)}/pods/{quote(self.key.pod)}/log"
-
-    def _run(self) -> None:
-        try:
-            if self.previous is not None:
-                self._catch_up_previous(self.previous)
-                self.previous = None  # no chain of every earlier instance
-            self._follow()
-        except Exception as exc:  # a bug: stop everything and let run() raise it
-            self.follower.fail(exc)
-
-    def _catch_up_previous(self, previous: _ContainerStream) -> None:
-        """Lines of the instance before the restart that its stream had not shown."""
-        previous.thread.join(STOP_JOIN_S)
-        replay = previous.replay
-        since = replay.resume()
-        params = [("container", self.key.container), ("timestamps", "true"),
-                  ("previous", "true")] + ([("sinceTime", since)] if since else [])
-        try:
-            response = self._open(params, read_timeout=60.0)
-        except Exception as exc:  # best effort: the new instance matters more
-            if is_refused(exc):
-                raise self._refused(exc) from exc
-            if not is_transient(exc):
-                raise
-            return
-        self._read(response, replay)
-
-    def _follow(self) -> None:
-        backoff, dropped, reported = 0.25, False, ""
-        while not self.stopped.is_set():
-            params = self._params()
-            follow = self.follower.options.follow
-            try:
-                response = self._open(params, read_timeout=None if follow else 60.0)
-            except Exception as exc:  # classified below
-                if is_refused(exc):
-                    raise self._refused(exc) from exc
-                if not is_transient(exc) or is_not_found(exc):
-                    return  # the Pod is gone: its removal notice comes from the watch
-                reported = self._report_retry(exc, reported)
-                dropped = True
-                self.stopped.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
-                continue
-            if dropped:
-                self.follower.notice("resumed", self.key, "stream resumed")
-            clean = self._read(response, self.replay)
-            backoff, reported = 0.25, ""
-            if self.stopped.is_set() or (clean and not follow):
-                return
-            if clean and not self.follower.still_running(self.key, self.restarts):
-                return
-            dropped = True
-            self.stopped.wait(backoff)
-
-    def _params(self) -> list[tuple[str, str]]:
-        params = [("container", self.key.container), ("timestamps", "true")]
-        if self.follower.options.follow:
-            params.append(("follow", "true"))
-        since = self.replay.resume()
-        if since is not None:
-            return [*params, ("sinceTime", since)]
-        if self.first and self.first_sent_at is not None:
-            # Resumed before any line was shown: --tail/--since must not be applied
-            # again (a new --tail 0 would skip what came during the drop), so ask from
-            # when the first request went out (client clock, start of its second).
-            start = self.first_sent_at - (self.follower.options.since or 0.0)
-            self.replay.floor = (int(start), int(start % 1 * 1e9))
-            return [*params, ("sinceTime", since_time((int(start), 0)))]
-        if self.first_sent_at is None:
-            self.first_sent_at = time.time()
-        return [*params, *self.first]
-
-    def _refused(self, exc: BaseException) -> KubeError:
-        """A 401/403 for the log: stop following with the API's reason (asking again
-        would be refused again)."""
-        return api_error(exc, self.follower.cluster,
-                         f"get pods/log of pod {self.key.pod} in namespace {self.key.namespace}")
-
-    def _report_retry(self, exc: BaseException, reported: str) -> str:
-        """A notice for an HTTP error (once per distinct message); connection errors are
-        reported by the watches, once for all streams."""
-        from kodev.kube.client import status_message
-
-        if not getattr(exc, "status", 0):
-            return reported
-        text = status_message(exc)
-        if text != reported:
-            self.follower.notice("retrying", self.key, f"cannot read the log ({text}); retrying")
-        return text
-
-    def _open(self, params: Sequence[tuple[str, str]], read_timeout: float | None) -> Any:
-        """Send the request on a connection of its own and wait for the response headers;
-        ApiException for a non-2xx status."""
-        from kubernetes.client.exceptions import ApiException
-
-        connection, target, headers = self.follower.http.stream_connection(self._path(),
-                                                                           params)
-        with self._lock:
-            self._connection = connection
-        try:
-            connection.request("GET", target, headers=headers, preload_content=False)
-            if self.stopped.is_set():  # stop() came while connecting
-                raise ConnectionAbortedError("stopped")
-            connection.timeout = read_timeout  # getresponse() applies it to the socket
-            response = connection.getresponse()
-        except BaseException:
-            self._close()
-            raise
-        if not 200 <= response.status <= 299:
-            body = response.read().decode("utf-8", "replace")
-            self._close()
-            raise ApiException(status=response.status, reason=response.reason, body=body)
-        return response
-
-    def _close(self) -> None:
-        with self._lock:
-            connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.close()
-
-    def _read(self, response: Any, replay: Replay) -> bool:
-        """Show the new lines of ``response``; True if it ended cleanly (not dropped)."""
-        try:
-            for raw, dropped in iter_lines(response, MAX_LINE_BYTES):
-                timestamp, message = split_timestamp(raw)
-                if dropped:
-                    message += cut_marker(dropped)
-                if replay.accept(timestamp, message):
-                    self.follower.emit(LogLine(timestamp, self.key.namespace, self.key.pod,
-                                               self.key.container, message))
-            return True
-        except Exception as exc:  # a drop is resumed by the caller
-            if not is_transient(exc):
-                raise
-            return False
-        finally:
-            self._close()
-
-
 # --------------------------------------------------------------------------- watches
 
 
@@ -481,7 +182,7 @@ class LogFollower:
         self._stopped = threading.Event()
         self._failure: BaseException | None = None
         self.state: ClusterState | None = state
-        self._streams: dict[_StreamKey, _ContainerStream] = {}
+        self._streams: dict[StreamKey, ContainerTail] = {}
         self._watches: list[ListWatch] = []
         self._watch_threads: list[threading.Thread] = []
         self._started = False
@@ -567,7 +268,7 @@ class LogFollower:
             except Exception as exc:  # handed to run()
                 self.fail(exc)
 
-    def notice(self, kind: str, key: _StreamKey | None, message: str) -> None:
+    def notice(self, kind: str, key: StreamKey | None, message: str) -> None:
         if key is None:
             self.emit(LogNotice(kind, self.namespace or "", "", "", message))
         else:
@@ -579,7 +280,7 @@ class LogFollower:
             self._failure = exc
         self._stopped.set()
 
-    def still_running(self, key: _StreamKey, restarts: int) -> bool:
+    def still_running(self, key: StreamKey, restarts: int) -> bool:
         assert self.state is not None
         with self.state.lock:
             pod = self.state.pods.get((key.namespace, key.pod))
@@ -681,8 +382,8 @@ class LogFollower:
 
     def _reconcile(self) -> None:
         """Start streams for newly started containers, stop those of Pods that are gone."""
-        notices: list[tuple[str, _StreamKey, str]] = []
-        fresh: list[_ContainerStream] = []
+        notices: list[tuple[str, StreamKey, str]] = []
+        fresh: list[ContainerTail] = []
         with self._lock:
             if self._stopped.is_set():
                 return
@@ -707,26 +408,26 @@ class LogFollower:
         for stream in fresh:
             stream.start()
 
-    def _wanted_streams(self) -> dict[_StreamKey, int]:
-        wanted: dict[_StreamKey, int] = {}
+    def _wanted_streams(self) -> dict[StreamKey, int]:
+        wanted: dict[StreamKey, int] = {}
         if self.state is None:
             return wanted
         for pod, _workloads in self.state.selected_pods():
             meta = pod.get("metadata") or {}
             for container, restarts, _running in started_containers(pod, self.pattern):
-                wanted[_StreamKey(str(meta.get("namespace")), str(meta.get("name")),
+                wanted[StreamKey(str(meta.get("namespace")), str(meta.get("name")),
                                   str(meta.get("uid")), container)] = restarts
         return wanted
 
-    def _new_stream(self, key: _StreamKey, restarts: int,
-                    previous: _ContainerStream | None) -> _ContainerStream:
+    def _new_stream(self, key: StreamKey, restarts: int,
+                    previous: ContainerTail | None) -> ContainerTail:
         first: list[tuple[str, str]] = []
         if self._initial and previous is None:
             if self.options.tail is not None:
                 first.append(("tailLines", str(self.options.tail)))
             if self.options.since is not None:
                 first.append(("sinceSeconds", str(max(1, int(self.options.since)))))
-        return _ContainerStream(self, key, restarts, first=first, previous=previous)
+        return ContainerTail(self, key, restarts, first=first, previous=previous)
 
     def _all_finished(self) -> bool:
         with self._lock:

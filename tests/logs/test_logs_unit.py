@@ -11,21 +11,23 @@ import pytest
 from kodev.console import wants_color
 from kodev.errors import UsageError
 from kodev.kube.logs import (
+    colour_of,
+    format_line,
+    format_notice,
+    parse_workload_ref,
+    started_containers,
+)
+from kodev.kube.selector import workload_selector
+from kodev.kube.tail import (
     MAX_LINE_BYTES,
     LogLine,
     LogNotice,
     Replay,
-    colour_of,
     cut_marker,
-    format_line,
-    format_notice,
-    parse_workload_ref,
     since_time,
     split_timestamp,
-    started_containers,
     timestamp_key,
 )
-from kodev.kube.selector import workload_selector
 from kodev.kube.watch import LineBuffer, iter_lines
 
 T1 = "2026-01-01T10:00:00.100000000Z"
