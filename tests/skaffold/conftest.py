@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.kodev import REPO_ROOT, TOOLS_BIN, Kodev
+from tests.support.tools import built_tool
 
 BUILD_SCRIPT = REPO_ROOT / "tests" / "skaffold" / "build.sh"
 
@@ -59,12 +60,7 @@ def hook_env(kodev: Kodev, tmp_path: Path) -> dict[str, str]:
 def skaffold_bin() -> str:
     """The Skaffold binary `make skaffold` built (a missing one fails the test: a skip
     would hide it)."""
-    check = subprocess.run([str(BUILD_SCRIPT), "--check"], check=False)
-    if check.returncode != 0:
-        pytest.fail("Skaffold is not built: run `make skaffold` (builds "
-                    "github.com/GoogleContainerTools/skaffold/v2 from the module proxy)")
-    return subprocess.run([str(BUILD_SCRIPT), "--print"], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return built_tool(BUILD_SCRIPT, "skaffold", "github.com/GoogleContainerTools/skaffold/v2")
 
 
 # Skaffold's global config for a test: no update check, no metrics, no survey prompt, and

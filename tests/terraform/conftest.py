@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.kodev import REPO_ROOT, TOOLS_BIN
+from tests.support.tools import built_tool
 
 BUILD_SCRIPT = REPO_ROOT / "tests" / "terraform" / "build.sh"
 PROVIDER_SOURCE = "registry.opentofu.org/kodev/kodev"
@@ -26,12 +27,7 @@ COLORED = ("init", "plan", "apply", "destroy", "output")  # the commands taking 
 def tofu_bin() -> str:
     """The tofu binary `make tofu` built (a missing one fails the test: a skip would
     hide it)."""
-    check = subprocess.run([str(BUILD_SCRIPT), "--check"], check=False)
-    if check.returncode != 0:
-        pytest.fail("OpenTofu is not built: run `make tofu` (builds "
-                    "github.com/opentofu/opentofu/cmd/tofu from the module proxy)")
-    return subprocess.run([str(BUILD_SCRIPT), "--print"], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return built_tool(BUILD_SCRIPT, "tofu", "github.com/opentofu/opentofu/cmd/tofu")
 
 
 def recording_go(bin_dir: Path, calls: Path) -> Path:
