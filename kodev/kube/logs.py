@@ -63,7 +63,7 @@ from kodev.kube.watch import (
     ListWatch,
     describe,
 )
-from kodev.kube.workloads import BUILTIN_TABLE, WorkloadKind, WorkloadTable
+from kodev.kube.workloads import BUILTIN, BUILTIN_TABLE, WorkloadKind, WorkloadTable
 
 _PALETTE = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
 # stop() waits this long in all for its threads (they are daemons, their sockets shut
@@ -209,7 +209,8 @@ class LogFollower:
                 try:
                     watch.list()
                 except Exception as exc:  # a kind this user may not list is left out
-                    if not (_forbidden(exc) and watch.path.rpartition("/")[2] != "pods"):
+                    pods = BUILTIN["Pod"].collection_path(self.namespace)
+                    if not (_forbidden(exc) and watch.path != pods):
                         raise
                     self._watches.remove(watch)
                     self.notice("skipped", None, f"not following {describe(watch.path)}: "

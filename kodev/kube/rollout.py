@@ -28,7 +28,6 @@ from kodev.kube.watch import ApiHttp, ListWatch
 from kodev.kube.workloads import (
     BUILTIN,
     BUILTIN_TABLE,
-    POD_PROBLEMS,
     RolloutStatus,
     Update,
     WorkloadKind,
@@ -36,7 +35,7 @@ from kodev.kube.workloads import (
     pod_problem,
 )
 
-__all__ = ["POD_PROBLEMS", "ContainerSlot", "ProblemReport", "RolloutStatus", "Swapped",
+__all__ = ["ContainerSlot", "ProblemReport", "RolloutStatus", "Swapped",
            "WorkloadRef", "WorkloadWatch", "image_patch", "pod_problem", "problem_key",
            "rollout_status", "run_now", "swap_images"]
 REPLACE_WAIT_S = 30.0  # how long a replaced Job may take to go before it is created again

@@ -28,9 +28,8 @@ from typing import IO, Any
 from kodev.errors import KubeError, UsageError
 from kodev.kube.apply import KubeObject, mark
 from kodev.kube.client import Cluster, api_errors, is_not_found, status_message
-from kodev.kube.rollout import POD_PROBLEMS
 from kodev.kube.watch import ApiHttp, ListWatch
-from kodev.kube.workloads import BUILTIN
+from kodev.kube.workloads import BUILTIN, POD_PROBLEMS
 
 LOG_DRAIN_SECONDS = 2.0  # after the container ended, how long the log stream may still talk
 LOG_CHUNK_BYTES = 4096
