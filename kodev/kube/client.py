@@ -313,11 +313,12 @@ class WebSocketForbidden(KubeError):
 
 def request(cluster: Cluster, method: str, path: str, *, body: Any = None,
             content_type: str = "application/json",
-            params: Sequence[tuple[str, str]] = ()) -> Any:
+            params: Sequence[tuple[str, str]] = (), api: Any = None) -> Any:
     """One API request of any verb through the cluster's ApiClient (auth, TLS, timeout),
     with the content type the caller chooses (the typed clients guess it from the body:
     a JSON patch and a strategic-merge patch need to say which they are). Returns the
-    decoded JSON body; raises ApiException for a non-2xx answer."""
+    decoded JSON body; raises ApiException for a non-2xx answer. ``api``: another
+    ApiClient of the cluster's (kodev.kube.watch.ApiHttp's, with its larger pool)."""
     import json
 
     from kubernetes.client.exceptions import ApiException
@@ -325,7 +326,7 @@ def request(cluster: Cluster, method: str, path: str, *, body: Any = None,
     headers = {"Accept": "application/json"}
     if body is not None:
         headers["Content-Type"] = content_type
-    api = cluster.api
+    api = api or cluster.api
     method, url, header_params, serialized, post = api.param_serialize(
         method, path, query_params=list(params), header_params=headers, body=body,
         auth_settings=["BearerToken"])

@@ -36,8 +36,8 @@ from kodev.kube.workloads import (
 )
 
 __all__ = ["ContainerSlot", "ProblemReport", "RolloutStatus", "Swapped",
-           "WorkloadRef", "WorkloadWatch", "image_patch", "pod_problem", "problem_key",
-           "rollout_status", "run_now", "swap_images"]
+           "WorkloadRef", "WorkloadWatch", "pod_problem", "problem_key", "run_now",
+           "swap_images"]
 REPLACE_WAIT_S = 30.0  # how long a replaced Job may take to go before it is created again
 
 
@@ -61,13 +61,6 @@ class Swapped:
 
 
 # --------------------------------------------------------------------------- patching
-
-
-def image_patch(images: Mapping[ContainerSlot, str],
-                kind: WorkloadKind = BUILTIN["Deployment"],
-                obj: Mapping[str, Any] | None = None) -> Any:
-    """The patch body that sets these containers' images and nothing else."""
-    return kind.image_patch(obj or {}, {(s.container, s.init): i for s, i in images.items()})[1]
 
 
 def object_path(kind: WorkloadKind, workload: WorkloadRef) -> str:
@@ -190,13 +183,6 @@ def run_now(cluster: Cluster, workload: WorkloadRef) -> str:
 
 
 # --------------------------------------------------------------------------- status
-
-
-def rollout_status(workload: Mapping[str, Any], pods: Iterable[Mapping[str, Any]] = (),
-                   table: WorkloadTable = BUILTIN_TABLE) -> RolloutStatus:
-    """The status rule of the workload's kind (see :mod:`kodev.kube.workloads`)."""
-    kind = table.of_object(workload) or table.get(str(workload.get("kind")))
-    return kind.rollout_status(workload, list(pods))
 
 
 # Reasons that alternate while one problem lasts: a failed pull and its back-off; a crash,

@@ -236,40 +236,43 @@ class ClusterState:
         self._tell("deleted" if event_type == "DELETED" else "changed", ref)
 
     def _replace_pods(self, namespace: str | None, items: list[dict[str, Any]]) -> None:
-        with self.lock:
-            for key in [k for k in self.pods if namespace is None or k[0] == namespace]:
-                del self.pods[key]
-            self.pods.update({_pod_key(p): p for p in items})
-        self._tell("changed", None)
+        self._relist(self.pods, namespace, {_pod_key(p): p for p in items})
 
     def _pod_event(self, event_type: str, data: dict[str, Any]) -> None:
-        with self.lock:
-            if event_type == "DELETED":
-                self.pods.pop(_pod_key(data), None)
-            else:
-                self.pods[_pod_key(data)] = data
-        self._tell("changed", None)
+        self._update(self.pods, _pod_key(data), None if event_type == "DELETED" else data)
 
     def _replace_jobs(self, namespace: str | None, items: list[dict[str, Any]]) -> None:
-        with self.lock:
-            for key in [k for k in self._job_owner if namespace is None or k[0] == namespace]:
-                del self._job_owner[key]
-            for job in items:
-                self._set_job(job)
-        self._tell("changed", None)
+        self._relist(self._job_owner, namespace,
+                     {_pod_key(j): owner for j in items if (owner := _job_owner(j))})
 
     def _job_event(self, event_type: str, data: dict[str, Any]) -> None:
+        self._update(self._job_owner, _pod_key(data),
+                     None if event_type == "DELETED" else _job_owner(data))
+
+    def _relist(self, store: dict[tuple[str, str], Any], namespace: str | None,
+                entries: Mapping[tuple[str, str], Any]) -> None:
+        """A (re)list of a namespace (None: all) replaces what ``store`` held for it."""
         with self.lock:
-            if event_type == "DELETED":
-                self._job_owner.pop(_pod_key(data), None)
-            else:
-                self._set_job(data)
+            for key in [k for k in store if namespace is None or k[0] == namespace]:
+                del store[key]
+            store.update(entries)
         self._tell("changed", None)
 
-    def _set_job(self, job: Mapping[str, Any]) -> None:
-        owner = controller_uid(job)
-        if owner is not None:
-            self._job_owner[_pod_key(job)] = (str(job["metadata"].get("uid")), owner)
+    def _update(self, store: dict[tuple[str, str], Any], key: tuple[str, str],
+                value: Any) -> None:
+        """One watch event: ``value`` None removes the entry."""
+        with self.lock:
+            if value is None:
+                store.pop(key, None)
+            else:
+                store[key] = value
+        self._tell("changed", None)
+
+
+def _job_owner(job: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(the Job's uid, its controller's uid), for CronJobs' Pods; None without one."""
+    owner = controller_uid(job)
+    return None if owner is None else (str(job["metadata"].get("uid")), owner)
 
 
 def _pod_key(obj: Mapping[str, Any]) -> tuple[str, str]:

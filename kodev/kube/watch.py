@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from kodev.errors import KubeError
-from kodev.kube.client import Cluster, api_client, api_error
+from kodev.kube.client import Cluster, api_client, api_error, request
 
 WATCH_TIMEOUT_S = 300  # the server ends a watch after this; it is then resumed
 WATCH_READ_TIMEOUT_S = WATCH_TIMEOUT_S + 30  # a silent (half-open) watch is given up
@@ -77,11 +77,7 @@ class ApiHttp:
         return connection, target, dict(headers)
 
     def get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
-        response = self.open(path, params, read_timeout=self.cluster.request_timeout)
-        try:
-            return json.loads(response.data)
-        finally:
-            response.release_conn()
+        return request(self.cluster, "GET", path, params=params, api=self.api)
 
     def close(self) -> None:
         self.api.close()

@@ -12,14 +12,11 @@ from kodev.golang.graph import PackageGraph, import_signature
 from kodev.golang.packages import GoPackage
 from kodev.kube.cluster_info import parse_local_registry
 from kodev.kube.rollout import (
-    ContainerSlot,
     ProblemReport,
-    WorkloadRef,
-    image_patch,
     pod_problem,
     problem_key,
-    rollout_status,
 )
+from kodev.kube.workloads import BUILTIN, RolloutStatus
 
 
 def _graph(root: Path) -> PackageGraph:
@@ -103,6 +100,10 @@ def test_change_queue_coalesces_a_burst_into_one_batch() -> None:
     assert not changes.next_batch(timeout=0.05)
 
 
+def rollout_status(deployment: dict[str, object]) -> RolloutStatus:
+    return BUILTIN["Deployment"].rollout_status(deployment, [])
+
+
 def _deployment(generation: int, observed: int, **status: int) -> dict[str, object]:
     return {"kind": "Deployment", "metadata": {"generation": generation},
             "spec": {"replicas": 2}, "status": {"observedGeneration": observed, **status}}
@@ -168,9 +169,8 @@ def test_a_crash_then_its_back_off_are_news_and_then_nothing_more() -> None:
 
 
 def test_image_patch_touches_only_named_containers() -> None:
-    web = WorkloadRef("Deployment", "dev", "web")
-    patch = image_patch({ContainerSlot(web, "app"): "r/app@sha256:1",
-                         ContainerSlot(web, "migrate", init=True): "r/m@sha256:2"})
+    _content_type, patch = BUILTIN["Deployment"].image_patch(
+        {}, {("app", False): "r/app@sha256:1", ("migrate", True): "r/m@sha256:2"})
     assert patch == {"spec": {"template": {"spec": {
         "containers": [{"name": "app", "image": "r/app@sha256:1"}],
         "initContainers": [{"name": "migrate", "image": "r/m@sha256:2"}]}}}}
