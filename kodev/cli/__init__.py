@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("up", "Deploy, then rebuild and hot-swap only what each saved change affects"),
     "skaffold": ("skaffold", "Skaffold custom builder hook: skaffold build, deps and init"),
     "logs": ("logs", "Follow the logs of the workloads kodev deployed, across rollouts"),
+    "server": ("server", "Show or stop the warm servers that speed up one-shot builds"),
 }
 ALIASES = {"publish": "build"}
 

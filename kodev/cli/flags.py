@@ -544,6 +544,29 @@ def add_logs_flags(name: str, parser: argparse.ArgumentParser) -> None:
     add_workload_kind_flag(parser)
 
 
+SERVER_EPILOG = """\
+The first `kodev build` or `kodev skaffold build|deps` starts a warm server in the
+background; later calls fork it instead of starting Python and importing kodev again
+(same code, same environment, same result). It exits after KODEV_SERVER_IDLE seconds
+without a call (default 600), or when kodev's files change.
+
+examples:
+  kodev server status            # the servers that run, with their pid and socket
+  kodev server stop              # stop them (running builds finish first)
+  KODEV_SERVER=off kodev build ./cmd/app   # run without a server, start none
+"""
+
+
+def add_server_flags(name: str, parser: argparse.ArgumentParser) -> None:
+    parser.epilog = SERVER_EPILOG
+    sub = parser.add_subparsers(dest="server_command", metavar="SUBCOMMAND", required=True)
+    for command, text in (("status", "list the warm servers that run"),
+                          ("stop", "stop every warm server of this user")):
+        child = sub.add_parser(command, help=text, description=text, epilog=SERVER_EPILOG,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_output_flags(child)
+
+
 # One entry per command that has flags: name -> function(name, parser).
 COMMAND_FLAGS = {
     "build": add_build_command_flags,
@@ -559,4 +582,5 @@ COMMAND_FLAGS = {
     "skaffold": add_skaffold_flags,
     "up": add_up_flags,
     "logs": add_logs_flags,
+    "server": add_server_flags,
 }

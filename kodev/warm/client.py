@@ -1,0 +1,137 @@
+"""The ``kodev`` entry point: hand the call to a warm server, or run it here (cold).
+
+Only the standard library's cheap modules load before the hand-over: a delegated call
+costs the interpreter's start-up plus a socket round trip. Everything else (no server,
+a stale one, ``KODEV_SERVER=off``, a command no server runs) runs ``kodev.cli.main`` in
+this process, exactly as before; a delegated call that found no server also starts one
+in the background for the next call.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+from io import BufferedReader
+
+from kodev.warm import protocol
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+CONNECT_TIMEOUT_S = 2.0  # a server accepts at once; one that does not is not used
+
+
+def main() -> int:
+    argv = sys.argv[1:]
+    if protocol.enabled(os.environ) and protocol.delegated(argv):
+        directory = protocol.server_dir(os.environ)
+        if directory is not None:
+            material = protocol.key_material(os.environ)
+            path = protocol.socket_path(directory, material)
+            code = hand_over(path, material, argv)
+            if code is not None:
+                return code
+            start_server(path)
+    return run_cold(argv)
+
+
+def run_cold(argv: list[str]) -> int:
+    from kodev.cli import main as cli_main
+
+    return cli_main(argv)
+
+
+def hand_over(path: str, material: bytes, argv: list[str]) -> int | None:
+    """Run the call on the server at ``path``; its exit code, or None to run it cold
+    (no server, or one that refuses it)."""
+    try:
+        cwd = os.getcwdb()
+    except OSError:  # the working directory is gone: let the cold run say so
+        return None
+    umask = os.umask(0o022)
+    os.umask(umask)
+    request = protocol.Request(material, cwd, umask, [os.fsencode(a) for a in argv],
+                               dict(os.environb))
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(CONNECT_TIMEOUT_S)
+        sock.connect(path)
+        socket.send_fds(sock, [protocol.encode_request(request)], [0, 1, 2])
+        reader = sock.makefile("rb")
+        first = reader.readline()
+    except OSError:
+        sock.close()
+        return None
+    if not first.startswith(b"pid "):  # "stale", or a server that went away
+        sock.close()
+        return None
+    sock.settimeout(None)
+    return follow(int(first.split()[1]), reader, sock)
+
+
+def follow(pid: int, reader: BufferedReader, sock: socket.socket) -> int:
+    """Forward signals to the child ``pid`` until the server reports its exit."""
+
+    def forward(signum: int, _frame: object) -> None:
+        try:  # noqa: SIM105 - contextlib is one import more on the fast path
+            os.kill(pid, signum)
+        except OSError:
+            pass
+
+    for signum in FORWARDED_SIGNALS:
+        signal.signal(signum, forward)
+    line = b""
+    while True:
+        try:
+            line = reader.readline()
+            break
+        except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for safety
+            continue
+    sock.close()
+    if line.startswith(b"exit "):
+        return exit_like(int(line.split()[1]))
+    return lost_server(pid)
+
+
+def exit_like(code: int) -> int:
+    """A child killed by a signal: end this process by the same signal (a shell or
+    Skaffold then sees what a cold run would have shown)."""
+    if code >= 0:
+        return code
+    signum = -code
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    return 128 + signum
+
+
+def lost_server(pid: int) -> int:
+    """The server went away before reporting: wait for the child, exit status unknown."""
+    while True:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            break
+        time.sleep(0.05)
+    print("kodev: error: the warm server stopped before reporting this command's exit "
+          "status (run it again; KODEV_SERVER=off runs commands without a server)",
+          file=sys.stderr)
+    return 1
+
+
+def start_server(path: str) -> None:
+    """Start a server for ``path`` in its own session, detached from this call; several
+    callers may race here: the server's lock lets one of them through."""
+    import subprocess
+
+    idle = str(protocol.idle_seconds(os.environ))
+    log = protocol.sibling(path, ".log")
+    try:
+        with open(log, "ab") as out:
+            subprocess.Popen(
+                [sys.executable, "-m", "kodev.warm.server", path, idle],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                start_new_session=True, close_fds=True,
+            )
+    except OSError:
+        pass
