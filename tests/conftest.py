@@ -7,6 +7,11 @@ A skipped test fails the run: a skip hides a missing part (a tool, the node), an
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import tempfile
+
 import pytest
 
 from tests.faults.catalog import fault_of
@@ -15,6 +20,16 @@ pytest_plugins = ["tests.fixtures.registry", "tests.fixtures.kube", "tests.fixtu
                   "tests.fixtures.up", "tests.fixtures.crds"]
 
 _skipped: list[str] = []
+_server_dir: list[str] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Warm servers that kodev starts during the run (Skaffold and the install tests run
+    the ``kodev`` entry point, which starts them) live in the session's own directory and
+    are stopped at its end: none outlives ``make test``."""
+    directory = tempfile.mkdtemp(prefix="kodev-servers-")
+    os.environ["KODEV_SERVER_DIR"] = directory
+    _server_dir.append(directory)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -32,6 +47,12 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from kodev.warm.protocol import running_servers
+
+    for directory in _server_dir:
+        for server in running_servers(directory):
+            os.kill(server.pid, signal.SIGTERM)
+        shutil.rmtree(directory, ignore_errors=True)
     if _skipped and exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

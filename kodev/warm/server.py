@@ -150,6 +150,7 @@ class Server:
         self.stopping = False
         self.lock_fd = -1
         self.listener: socket.socket | None = None
+        self.socket_ino = 0
         self.wakeup_r, self.wakeup_w = socket.socketpair()
         self.files: dict[str, tuple[int, int, int]] = {}
 
@@ -192,6 +193,7 @@ class Server:
             os.umask(old)
         listener.listen(64)
         self.listener = listener
+        self.socket_ino = os.stat(self.path).st_ino  # ours to remove at the end
         self.selector.register(listener, selectors.EVENT_READ, "accept")
         self.wakeup_w.setblocking(False)
         signal.set_wakeup_fd(self.wakeup_w.fileno(), warn_on_full_buffer=False)
@@ -206,7 +208,7 @@ class Server:
         if self.listener is None:
             return
         with contextlib.suppress(OSError):
-            if os.stat(self.path).st_ino == os.fstat(self.listener.fileno()).st_ino:
+            if os.stat(self.path).st_ino == self.socket_ino:
                 os.unlink(self.path)
         self.selector.unregister(self.listener)
         self.listener.close()
@@ -214,8 +216,8 @@ class Server:
 
     def _close(self) -> None:
         self._stop_listening()
-        log("stopped")
         os.close(self.lock_fd)
+        log("stopped")
 
     # ------------------------------------------------------------------ the loop
 
@@ -324,6 +326,7 @@ class Server:
         running = self.running.pop(pidfd)
         _pid, status = os.waitpid(running.pid, 0)
         code = os.waitstatus_to_exitcode(status)
+        log(f"call {running.pid}: exit {code}" + (" (caller gone)" if running.caller_gone else ""))
         self.selector.unregister(pidfd)
         os.close(pidfd)
         if not running.caller_gone:
