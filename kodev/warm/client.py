@@ -129,9 +129,30 @@ def start_server(path: str) -> None:
     try:
         with open(log, "ab") as out:
             subprocess.Popen(
-                [sys.executable, "-m", "kodev.warm.server", path, idle],
+                [sys.executable, *interpreter_flags(), "-m", "kodev.warm.server", path, idle],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                 start_new_session=True, close_fds=True,
             )
     except OSError:
         pass
+
+
+def interpreter_flags() -> list[str]:
+    """Options that give the server this interpreter's ``sys.flags`` (part of the key).
+    UTF-8 mode must be explicit: Python turns it on for a C locale and then changes the
+    locale variables it passes on, so a server started from those would turn it off."""
+    flags = sys.flags
+    args = ["-X", f"utf8={flags.utf8_mode}"]
+    args += ["-O"] * flags.optimize + ["-b"] * flags.bytes_warning + ["-v"] * flags.verbose
+    for option, on in (("-B", flags.dont_write_bytecode), ("-s", flags.no_user_site),
+                       ("-S", flags.no_site), ("-E", flags.ignore_environment),
+                       ("-I", flags.isolated), ("-P", flags.safe_path), ("-q", flags.quiet)):
+        if on:
+            args.append(option)
+    if flags.dev_mode:
+        args += ["-X", "dev"]
+    if flags.warn_default_encoding:
+        args += ["-X", "warn_default_encoding"]
+    if flags.int_max_str_digits >= 0:
+        args += ["-X", f"int_max_str_digits={flags.int_max_str_digits}"]
+    return args

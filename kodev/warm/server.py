@@ -264,6 +264,8 @@ class Server:
             if request.material == self.material:
                 log("kodev's files changed: stopping")
                 self.stopping = True
+            else:
+                log("refused a call from another interpreter or start-up environment")
             return None
         return self._fork(conn, request, fds)
 

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 import pytest
@@ -104,9 +105,23 @@ def test_the_wheel_builds_an_image_that_runs(installed: Path, tmp_path: Path,
     for name in ("GOPATH", "GOMODCACHE", "GOCACHE", "GOPROXY"):
         value = _run("go", "env", name, cwd=tmp_path).stdout.strip()
         env[name] = value
-    ref = _run(installed / "kodev", "build", "--base-import-paths", "./cmd/web", cwd=module,
-               env=env).stdout.strip()
-    assert "@sha256:" in ref
+    servers = tmp_path / "servers"  # the installed entry point starts a warm server
+    servers.mkdir(mode=0o700)
+    env["KODEV_SERVER_DIR"] = str(servers)
+    try:
+        ref = _run(installed / "kodev", "build", "--base-import-paths", "./cmd/web",
+                   cwd=module, env=env).stdout.strip()
+        assert "@sha256:" in ref
+        deadline = time.monotonic() + 60
+        while not list(servers.glob("*.sock")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        again = _run(installed / "kodev", "build", "--base-import-paths", "./cmd/web",
+                     cwd=module, env=env).stdout.strip()
+        assert again == ref
+        log = "".join(p.read_text() for p in servers.glob("*.log"))
+        assert ": call " in log, log  # the second build ran on the installed server
+    finally:
+        _run(installed / "kodev", "server", "stop", cwd=module, env=env)
     run = run_image(ref, ["--once"])
     assert run.returncode == 0, run.stderr
     assert "hello from web" in run.stdout
