@@ -9,12 +9,12 @@ in the background for the next call.
 
 from __future__ import annotations
 
+import _socket
+import contextlib
 import os
 import signal
-import socket
 import sys
 import time
-from io import BufferedReader
 
 from kodev.warm import protocol
 
@@ -44,7 +44,10 @@ def run_cold(argv: list[str]) -> int:
 
 def hand_over(path: str, material: bytes, argv: list[str]) -> int | None:
     """Run the call on the server at ``path``; its exit code, or None to run it cold
-    (no server, or one that refuses it)."""
+    (no server, or one that refuses it or ends before it started the call).
+
+    ``_socket`` rather than ``socket``: the latter's import (enums, selectors) costs more
+    than the rest of the hand-over."""
     try:
         cwd = os.getcwdb()
     except OSError:  # the working directory is gone: let the cold run say so
@@ -53,41 +56,50 @@ def hand_over(path: str, material: bytes, argv: list[str]) -> int | None:
     os.umask(umask)
     request = protocol.Request(material, cwd, umask, [os.fsencode(a) for a in argv],
                                dict(os.environb))
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
     try:
         sock.settimeout(CONNECT_TIMEOUT_S)
         sock.connect(path)
-        socket.send_fds(sock, [protocol.encode_request(request)], [0, 1, 2])
-        reader = sock.makefile("rb")
-        first = reader.readline()
+        sock.settimeout(None)  # from here on the server owns the call
+        sock.sendmsg([protocol.encode_request(request)],
+                     [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        buffer = bytearray()
+        first = read_line(sock, buffer)
     except OSError:
         sock.close()
         return None
     if not first.startswith(b"pid "):  # "stale", or a server that went away
         sock.close()
         return None
-    sock.settimeout(None)
-    return follow(int(first.split()[1]), reader, sock)
+    return follow(int(first.split()[1]), sock, buffer)
 
 
-def follow(pid: int, reader: BufferedReader, sock: socket.socket) -> int:
+def read_line(sock: _socket.socket, buffer: bytearray) -> bytes:
+    """The next line (with its newline), or b"" at the end of the stream."""
+    while b"\n" not in buffer:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return b""
+        buffer += chunk
+    line, _, rest = bytes(buffer).partition(b"\n")
+    buffer[:] = rest
+    return line + b"\n"
+
+
+def follow(pid: int, sock: _socket.socket, buffer: bytearray) -> int:
     """Forward signals to the child ``pid`` until the server reports its exit."""
 
     def forward(signum: int, _frame: object) -> None:
-        try:  # noqa: SIM105 - contextlib is one import more on the fast path
+        with contextlib.suppress(OSError):  # the child has just ended
             os.kill(pid, signum)
-        except OSError:
-            pass
 
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, forward)
-    line = b""
-    while True:
-        try:
-            line = reader.readline()
-            break
-        except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for safety
-            continue
+    try:
+        line = read_line(sock, buffer)  # a signal's handler runs, then recv goes on
+    except OSError:
+        line = b""
     sock.close()
     if line.startswith(b"exit "):
         return exit_like(int(line.split()[1]))
