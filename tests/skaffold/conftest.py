@@ -24,7 +24,8 @@ BUILD_SCRIPT = REPO_ROOT / "tests" / "skaffold" / "build.sh"
 
 
 def install_kodev_command(bin_dir: Path, calls: Path | None = None) -> Path:
-    """A ``kodev`` executable that runs this checkout's kodev with this Python.
+    """A ``kodev`` executable that runs this checkout's kodev through its entry point (the
+    one users install: warm server on, in the test session's ``KODEV_SERVER_DIR``).
 
     ``calls``: every invocation appends one line, its arguments, to that file first (one
     small ``O_APPEND`` write, so concurrent calls do not mix), so a test can tell which
@@ -32,7 +33,8 @@ def install_kodev_command(bin_dir: Path, calls: Path | None = None) -> Path:
     bin_dir.mkdir(parents=True, exist_ok=True)
     script = bin_dir / "kodev"
     record = f'printf \'%s\\n\' "$*" >> "{calls}"\n' if calls is not None else ""
-    script.write_text(f'#!/bin/sh\n{record}exec "{sys.executable}" -m kodev "$@"\n')
+    entry = Path(sys.executable).parent / "kodev"
+    script.write_text(f'#!/bin/sh\n{record}exec "{entry}" "$@"\n')
     script.chmod(0o755)
     return bin_dir
 
@@ -91,6 +93,20 @@ def skaffold_env(tmp_path: Path, *, kubeconfig: Path | None = None,
         SKAFFOLD_UPDATE_CHECK="false",
     )
     return env
+
+
+def warm_calls() -> int:
+    """Calls the test session's warm servers have run (one log line each)."""
+    directory = Path(os.environ["KODEV_SERVER_DIR"])
+    return sum(p.read_text().count(": call ") for p in directory.glob("*.log"))
+
+
+def wait_for_a_warm_server(timeout: float = 60.0) -> None:
+    directory = Path(os.environ["KODEV_SERVER_DIR"])
+    deadline = time.monotonic() + timeout
+    while not list(directory.glob("*.sock")):
+        assert time.monotonic() < deadline, "no warm server started"
+        time.sleep(0.05)
 
 
 def skaffold_flags(tmp_path: Path, *, cache: bool = True) -> list[str]:

@@ -12,7 +12,14 @@ import pytest
 import yaml
 
 from tests.fixtures.kodev import REPO_ROOT, crane
-from tests.skaffold.conftest import kodev_calls, run_skaffold, skaffold_env, skaffold_flags
+from tests.skaffold.conftest import (
+    kodev_calls,
+    run_skaffold,
+    skaffold_env,
+    skaffold_flags,
+    wait_for_a_warm_server,
+    warm_calls,
+)
 
 EXAMPLE = REPO_ROOT / "skaffold-plugin" / "skaffold.yaml"
 WEB = "example.com/kodev-demo/cmd/web"
@@ -83,7 +90,10 @@ def test_skaffold_rebuilds_only_the_image_an_edit_can_change(
 
     worker = demo_module / "cmd" / "worker" / "main.go"
     worker.write_text(worker.read_text().replace("worker", "worker (edited)", 1))
+    wait_for_a_warm_server()
+    served = warm_calls()
     second, log = build("second")
+    assert warm_calls() > served  # Skaffold's calls ran on kodev's warm server
     assert second[f"ko://{WEB}"] == first[f"ko://{WEB}"]
     assert second[f"ko://{WORKER}"] != first[f"ko://{WORKER}"]
     assert f"Building [ko://{WORKER}]" in log and f"Building [ko://{WEB}]" not in log, log
