@@ -1,3 +1,4 @@
 from kodev.cli import main
+from kodev.cli.runner import exit_process
 
-raise SystemExit(main())
+exit_process(main())

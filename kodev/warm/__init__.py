@@ -23,9 +23,10 @@ pair:
 * another kodev, Python or library version: the socket's name holds a key of the
   interpreter, kodev's location and the interpreter's start-up settings (``PYTHON*``,
   locale variables, ``sys.flags``); and before each call the server checks that no file
-  it imported and no file of the kodev package has changed since it started (an
-  upgrade, an edit in a development checkout). If one has, it answers "stale" and
-  exits; the call runs cold and starts a new server;
+  it imported has changed since it started (an upgrade, an edit in a development
+  checkout). If one has, it answers "stale" and exits; the call runs cold and starts a
+  new server. (A module the server has not imported is read from disk by the child, as
+  a cold run reads it.)
 * another user, network namespace or mount namespace: part of the key as well, and the
   server checks the caller's credentials (``SO_PEERCRED``);
 * ``KODEV_SERVER=off`` runs every call cold and starts no server.

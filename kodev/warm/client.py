@@ -38,8 +38,9 @@ def main() -> int:
 
 def run_cold(argv: list[str]) -> int:
     from kodev.cli import main as cli_main
+    from kodev.cli.runner import exit_process
 
-    return cli_main(argv)
+    exit_process(cli_main(argv))
 
 
 def hand_over(path: str, material: bytes, argv: list[str]) -> int | None:

@@ -59,11 +59,9 @@ def preload() -> None:
 
 
 def source_files() -> dict[str, tuple[int, int, int]]:
-    """Every file the server has imported, and every file of the kodev package: a change
-    to any of them makes the server stale."""
+    """Every file the server has imported. A change to one makes the server stale; a
+    module it has not imported is read from disk by the child, as a cold run reads it."""
     paths = {getattr(m, "__file__", None) for m in list(sys.modules.values())}
-    for root, _dirs, files in os.walk(protocol.KODEV_DIR):
-        paths.update(os.path.join(root, f) for f in files if f.endswith(".py"))
     state = {}
     for path in paths:
         if path:
@@ -80,6 +78,8 @@ class Running:
     pid: int
     pidfd: int
     conn: socket.socket
+    accepted: float  # time.monotonic() of the accept: the log says how long each part took
+    forked: float
     caller_gone: bool = False
 
 
@@ -119,8 +119,9 @@ class Call:
             self.conn.sendall(b"pid %d\n" % os.getpid())
         self.conn.close()
         from kodev.cli import main as cli_main
+        from kodev.cli.runner import exit_process
 
-        return cli_main(argv)
+        exit_process(cli_main(argv))
 
 
 def reopen_stdio() -> None:
@@ -245,6 +246,7 @@ class Server:
 
     def _accept(self) -> Call | None:
         assert self.listener is not None
+        accepted = time.monotonic()
         try:
             conn, _ = self.listener.accept()
         except OSError:
@@ -267,7 +269,7 @@ class Server:
             else:
                 log("refused a call from another interpreter or start-up environment")
             return None
-        return self._fork(conn, request, fds)
+        return self._fork(conn, request, fds, accepted)
 
     def _receive(self, conn: socket.socket) -> tuple[protocol.Request, list[int]] | None:
         fds: list[int] = []
@@ -298,7 +300,7 @@ class Server:
         return request, fds
 
     def _fork(self, conn: socket.socket, request: protocol.Request,
-              fds: list[int]) -> Call | None:
+              fds: list[int], accepted: float) -> Call | None:
         self.last_call = time.monotonic()
         inherited = self._own_descriptors()
         pid = os.fork()
@@ -308,7 +310,7 @@ class Server:
         for fd in fds:
             os.close(fd)
         pidfd = os.pidfd_open(pid)
-        running = Running(pid, pidfd, conn)
+        running = Running(pid, pidfd, conn, accepted, time.monotonic())
         self.running[pidfd] = running
         self.selector.register(pidfd, selectors.EVENT_READ, ("exit", pidfd))
         self.selector.register(conn, selectors.EVENT_READ, ("caller", pidfd))
@@ -328,7 +330,11 @@ class Server:
         running = self.running.pop(pidfd)
         _pid, status = os.waitpid(running.pid, 0)
         code = os.waitstatus_to_exitcode(status)
-        log(f"call {running.pid}: exit {code}" + (" (caller gone)" if running.caller_gone else ""))
+        now = time.monotonic()
+        log(f"call {running.pid}: exit {code}"
+            + (" (caller gone)" if running.caller_gone else "")
+            + f"; {1000 * (running.forked - running.accepted):.0f} ms to fork, "
+            f"{1000 * (now - running.forked):.0f} ms to run")
         self.selector.unregister(pidfd)
         os.close(pidfd)
         if not running.caller_gone:
