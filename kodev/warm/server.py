@@ -111,10 +111,8 @@ class Call:
         reopen_stdio()
         try:
             os.chdir(self.request.cwd)
-        except OSError as exc:
-            print(f"kodev: error: cannot use the working directory: {exc.strerror}",
-                  file=sys.stderr)
-            return 1
+        except OSError:  # no "pid" sent: the caller runs the call cold, in its own cwd
+            os._exit(1)
         with contextlib.suppress(OSError):
             self.conn.sendall(b"pid %d\n" % os.getpid())
         self.conn.close()
