@@ -185,14 +185,18 @@ def pieces_of(stream: BinaryIO) -> Iterator[bytes]:
         yield piece
 
 
+# kodev's entry point ends the process itself (exit_process: atexit functions, then
+# os._exit), so the peak is written by an atexit function.
 _MEASURE = """
-import resource, runpy, sys
+import atexit, resource, runpy, sys
 sys.argv = ["kodev", *sys.argv[2:]]
-try:
-    runpy.run_module("kodev", run_name="__main__")
-finally:
+
+def report():
     with open({report!r}, "w") as f:
         f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+
+atexit.register(report)
+runpy.run_module("kodev", run_name="__main__")
 """
 
 
