@@ -33,7 +33,9 @@ from kodev.golang.fingerprint import (
     binary_record,
     build_key,
     closure_files,
+    same_package_graph,
     settled_files,
+    signatures_of,
     stats_of,
 )
 from kodev.golang.graph import PackageGraph, enclosing_module, is_local, load_graph, module_files
@@ -325,7 +327,7 @@ class Pipeline:
                 binaries = self._compile(targets)
             else:
                 targets, binaries, files = self._plan_while_compiling(
-                    patterns, *guess, list(previous.get("files", {})))
+                    patterns, *guess, previous)
             if key and files is not None:
                 store.save(
                     key,
@@ -338,6 +340,7 @@ class Pipeline:
                         }
                         for (ip, platform), b in binaries.items()
                     },
+                    signatures_of(files, previous),
                 )
         return self._assemble_all(targets, binaries)
 
@@ -366,18 +369,29 @@ class Pipeline:
         patterns: Sequence[str],
         guess: list[Target],
         guessed_platforms: Mapping[str, Sequence[Platform]],
-        previous: Sequence[str],
+        previous: Mapping[str, Any],
     ) -> tuple[list[Target], dict[tuple[str, Platform], BuiltBinary], dict[str, Any] | None]:
         """``go list -deps`` and ``go build`` of the guessed targets at the same time (one-line
         changes rarely change which packages are built). When go list names other targets
         than the guess, they are compiled again (go build's cache makes that cheap); go
-        list's errors come first, as in a sequential build, so the result is the same."""
-        module = enclosing_module(self.workdir)
-        before = stats_of([*previous, *(str(p) for p in self._extra_files([], module))])
-        started = time.time_ns()
+        list's errors come first, as in a sequential build, so the result is the same.
 
-        def plan() -> tuple[list[Target], list[GoPackage]]:
-            found, closure = self._plan(patterns, with_deps=True)
+        When the edits provably left the package graph as it was (fingerprint's
+        same_package_graph: only ``.go`` files changed, none in its imports, package name,
+        build constraints or embeds), go list is not run at all: its answer is the
+        recorded one, and go build has both cores to itself."""
+        module = enclosing_module(self.workdir)
+        recorded = list(previous.get("files", {}))
+        before = stats_of([*recorded, *(str(p) for p in self._extra_files([], module))])
+        started = time.time_ns()
+        same_graph = same_package_graph(previous)
+
+        def plan() -> tuple[list[Target], list[GoPackage] | None]:
+            if same_graph:
+                found, closure = guess, None
+            else:
+                found, listed = self._plan(patterns, with_deps=True)
+                closure = list(listed)
             self._load_bases(found)  # a registry base: HTTP, also while go build runs
             return found, closure
 
@@ -390,7 +404,14 @@ class Pipeline:
             except Exception as exc:  # raised below, unless go list explains it first
                 compile_error = exc
             targets, closure = planned.result()
-        files = settled_files(closure_files(closure, self._extra_files(closure)), before, started)
+        if closure is None:  # the recorded graph: the recorded files, as they were before
+            files = settled_files({p: s for p in recorded if (s := before.get(p)) is not None},
+                                  before, started)
+            if len(files or ()) != len(recorded):
+                files = None  # a recorded file is gone: go list must run next time
+        else:
+            files = settled_files(closure_files(closure, self._extra_files(closure)), before,
+                                  started)
         same_platforms = all(
             self._platforms_of(t) == list(guessed_platforms.get(t.import_path, ()))
             for t in targets

@@ -263,6 +263,60 @@ def settled_files(
     return out
 
 
+def signatures_of(
+    files: Mapping[str, Stat], previous: Mapping[str, Any] | None
+) -> dict[str, list[str]]:
+    """The import signature (graph.import_signature) of every ``.go`` file in ``files``,
+    as its recorded stat left it: a file whose stat moved since is left out (its content is
+    not the one recorded), so any change to it makes the next build run ``go list``.
+    Files unchanged since ``previous`` keep their recorded signature (no read)."""
+    from kodev.golang.graph import import_signature
+
+    old_files = previous.get("files", {}) if previous else {}
+    old_signatures = previous.get("signatures", {}) if previous else {}
+    out: dict[str, list[str]] = {}
+    for path, stat in files.items():
+        if not path.endswith(".go"):
+            continue
+        old = old_files.get(path)
+        if path in old_signatures and old is not None and tuple(old) == tuple(stat):
+            out[path] = old_signatures[path]
+            continue
+        try:
+            text = Path(path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if _stat(Path(path)) == tuple(stat):
+            out[path] = list(import_signature(text))
+    return out
+
+
+def same_package_graph(record: Mapping[str, Any]) -> bool:
+    """Whether ``go list -deps`` would give the answer recorded with ``record``: every file
+    is unchanged, or is a ``.go`` file whose imports, package name, build constraints and
+    embed patterns are the recorded ones (the rule ``kodev up``'s planner uses for a save).
+    A changed directory (a file added, removed or renamed), module file, ``.ko.yaml`` or
+    any other file: no."""
+    from kodev.golang.graph import import_signature
+
+    files, signatures = record.get("files"), record.get("signatures")
+    if not isinstance(files, dict) or not isinstance(signatures, dict):
+        return False
+    for path, stat in files.items():
+        now = _stat(Path(path))
+        if now == tuple(stat):
+            continue
+        if now is None or not path.endswith(".go") or path not in signatures:
+            return False
+        try:
+            text = Path(path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return False
+        if list(import_signature(text)) != signatures[path]:
+            return False
+    return True
+
+
 class FingerprintStore:
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
@@ -291,9 +345,11 @@ class FingerprintStore:
         files: Mapping[str, Stat],
         targets: Sequence[Mapping[str, Any]],
         binaries: Mapping[str, Mapping[str, Any]],
+        signatures: Mapping[str, list[str]],
     ) -> None:
         self.cache.put_meta(
-            "fingerprint", key, {"files": files, "targets": list(targets), "binaries": binaries}
+            "fingerprint", key, {"files": files, "targets": list(targets), "binaries": binaries,
+                                 "signatures": signatures}
         )
 
 

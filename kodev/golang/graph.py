@@ -156,7 +156,7 @@ def load_graph(
 _IMPORT_BLOCK = re.compile(r"^import\s*\((.*?)^\)", re.M | re.S)
 _IMPORT_LINE = re.compile(r'^import\s+(?:[\w.]+\s+)?"([^"]+)"', re.M)
 _QUOTED = re.compile(r'"([^"]+)"')
-_BUILD_LINE = re.compile(r"^//go:build .*$", re.M)
+_BUILD_LINE = re.compile(r"^//(?:go:build |\s*\+build ).*$", re.M)
 _EMBED_LINE = re.compile(r"^//go:embed .*$", re.M)
 
 

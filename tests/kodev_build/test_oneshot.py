@@ -96,3 +96,53 @@ def test_errors_after_an_edit_are_those_of_a_cold_build(kodev: Kodev, registry: 
     assert warm.returncode == reference.returncode == 3
     assert "not a main package" in warm.stderr
     assert warm.stderr.splitlines()[-1] == reference.stderr.splitlines()[-1]
+
+
+def test_go_list_runs_only_when_an_edit_can_change_the_package_graph(
+    kodev: Kodev, registry: RegistryServer, demo_module: Path, tmp_path: Path
+) -> None:
+    """After an edit that leaves every file's imports, package name, build constraints and
+    embeds as they were, ``go list`` is not run (the recorded graph is the answer); any
+    other edit runs it. Every build's digest is a cold build's. A ``go`` wrapper
+    (``KO_GO_PATH``) records which go commands kodev ran."""
+    calls = tmp_path / "go-calls"
+    wrapper = tmp_path / "go"
+    wrapper.write_text(f'#!/bin/sh\necho "$1" >> "{calls}"\nexec go "$@"\n')
+    wrapper.chmod(0o755)
+    env = {"KO_DOCKER_REPO": f"{registry.host}/graph", "KO_GO_PATH": str(wrapper)}
+    kodev.run("build", "./cmd/web", env=env)
+    greeting = demo_module / "internal" / "greeting" / "greeting.go"
+
+    def build_after(edit: Callable[[], object]) -> list[str]:
+        edit()
+        calls.write_text("")
+        warm = kodev.run("build", "./cmd/web", env=env)
+        ran = calls.read_text().split()
+        assert digest(warm) == digest(cold(kodev, tmp_path, env, f"cold-{len(seen)}"))
+        assert digest(warm) not in seen
+        seen.add(digest(warm))
+        return ran
+
+    seen: set[str] = set()
+    body = build_after(lambda: greeting.write_text(
+        greeting.read_text().replace("hello from", "hi from")))
+    assert "build" in body and "list" not in body
+    imports = build_after(lambda: greeting.write_text(greeting.read_text().replace(
+        'import "fmt"', 'import (\n\t"fmt"\n\t"strings"\n)').replace(
+        'fmt.Sprintf("hi from %s", who)', 'strings.ToUpper(fmt.Sprintf("hi from %s", who))')))
+    assert "list" in imports  # a new import: the graph may change
+    again = build_after(lambda: greeting.write_text(greeting.read_text().replace(
+        "hi from", "hey from")))
+    assert "list" not in again  # the new import was recorded
+    constraint = build_after(lambda: greeting.write_text(
+        "//go:build !plan9\n\n" + greeting.read_text().replace("hey from", "yo from")))
+    assert "list" in constraint
+
+    def save_by_rename() -> None:  # as editors that write a new file and rename it do
+        text = greeting.read_text().replace("yo from", "hallo from")
+        temporary = greeting.with_suffix(".go.tmp")
+        temporary.write_text(text)
+        temporary.rename(greeting)
+
+    renamed = build_after(save_by_rename)
+    assert "list" in renamed  # the directory changed: go list, to be sure
