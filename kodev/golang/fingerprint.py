@@ -266,37 +266,48 @@ def settled_files(
 def signatures_of(
     files: Mapping[str, Stat], previous: Mapping[str, Any] | None
 ) -> dict[str, list[str]]:
-    """The import signature (graph.import_signature) of every ``.go`` file in ``files``,
-    as its recorded stat left it: a file whose stat moved since is left out (its content is
-    not the one recorded), so any change to it makes the next build run ``go list``.
-    Files unchanged since ``previous`` keep their recorded signature (no read)."""
+    """The import signature (graph.import_signature) of every ``.go`` file in ``files``, and
+    the entries of every directory, as its recorded stat left it: a file whose stat moved
+    since is left out (its content is not the one recorded), so any change to it makes the
+    next build run ``go list``. Files unchanged since ``previous`` keep their recorded
+    signature (no read)."""
     from kodev.golang.graph import import_signature
 
     old_files = previous.get("files", {}) if previous else {}
     old_signatures = previous.get("signatures", {}) if previous else {}
     out: dict[str, list[str]] = {}
     for path, stat in files.items():
-        if not path.endswith(".go"):
-            continue
         old = old_files.get(path)
         if path in old_signatures and old is not None and tuple(old) == tuple(stat):
             out[path] = old_signatures[path]
             continue
-        try:
-            text = Path(path).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        if _stat(Path(path)) == tuple(stat):
-            out[path] = list(import_signature(text))
+        signature = _signature(path, import_signature)
+        if signature is not None and _stat(Path(path)) == tuple(stat):
+            out[path] = signature
     return out
+
+
+def _signature(path: str, import_signature: Any) -> list[str] | None:
+    """A ``.go`` file's import signature; a directory's entries (a save that writes a new
+    file and renames it over the old one changes the directory's mtime, not its entries);
+    None for anything else."""
+    try:
+        if path.endswith(".go"):
+            text = Path(path).read_text(encoding="utf-8", errors="replace")
+            return list(import_signature(text))
+        if os.path.isdir(path):
+            return ["dir:", *sorted(os.listdir(path))]
+    except OSError:
+        return None
+    return None
 
 
 def same_package_graph(record: Mapping[str, Any]) -> bool:
     """Whether ``go list -deps`` would give the answer recorded with ``record``: every file
     is unchanged, or is a ``.go`` file whose imports, package name, build constraints and
-    embed patterns are the recorded ones (the rule ``kodev up``'s planner uses for a save).
-    A changed directory (a file added, removed or renamed), module file, ``.ko.yaml`` or
-    any other file: no."""
+    embed patterns are the recorded ones (the rule ``kodev up``'s planner uses for a save),
+    or a directory with the recorded entries. A file added, removed or renamed, a changed
+    module file, ``.ko.yaml`` or any other file: no."""
     from kodev.golang.graph import import_signature
 
     files, signatures = record.get("files"), record.get("signatures")
@@ -306,13 +317,10 @@ def same_package_graph(record: Mapping[str, Any]) -> bool:
         now = _stat(Path(path))
         if now == tuple(stat):
             continue
-        if now is None or not path.endswith(".go") or path not in signatures:
+        if now is None or path not in signatures:
             return False
-        try:
-            text = Path(path).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return False
-        if list(import_signature(text)) != signatures[path]:
+        signature = _signature(path, import_signature)
+        if signature is None or signature != signatures[path]:
             return False
     return True
 
