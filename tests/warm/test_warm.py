@@ -304,7 +304,12 @@ def test_an_idle_server_exits(warm: Warm, registry: RegistryServer) -> None:
     warm.run("build", "./cmd/web", env=env)
     warm.wait_log(lambda text: "stopped" in text, "the idle server stopping")
     assert ": idle" in warm.log()
+    # a call that came after an idle exit started a new server, which idles out too
+    deadline = time.monotonic() + WAIT_S
+    while warm.status()["servers"] and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert warm.status()["servers"] == []
+    assert warm.log().count("stopped") == warm.log().count("serving")
     assert not list(warm.directory.glob("*.sock"))
 
 
