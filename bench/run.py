@@ -32,6 +32,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 TOOLS_BIN = Path.home() / ".cache" / "kodev" / "tools" / "bin"
 KO_VERSION = "v0.19.1"
+sys.path.insert(0, str(REPO))  # make bench runs this file directly
+from tests.support.warm import wait_for_server  # noqa: E402
 
 
 def free_port() -> int:
@@ -170,17 +172,11 @@ def kodev_env(env: dict[str, str], source: Path, scratch: Path, name: str) -> di
     return out
 
 
-def wait_for_servers(envs: dict[str, dict[str, str]], timeout: float = 60.0) -> None:
+def wait_for_servers(envs: dict[str, dict[str, str]]) -> None:
     """The warm servers the warm-up calls started: wait until each serves."""
-    deadline = time.monotonic() + timeout
     for env in envs.values():
-        if env.get("KODEV_SERVER") == "off":
-            continue
-        directory = Path(env["KODEV_SERVER_DIR"])
-        while not list(directory.glob("*.sock")):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no warm server started in {directory}")
-            time.sleep(0.05)
+        if env.get("KODEV_SERVER") != "off":
+            wait_for_server(Path(env["KODEV_SERVER_DIR"]))
 
 
 def stop_servers(kodev: list[str], envs: dict[str, dict[str, str]]) -> None:

@@ -384,14 +384,10 @@ class Pipeline:
         recorded = list(previous.get("files", {}))
         before = stats_of([*recorded, *(str(p) for p in self._extra_files([], module))])
         started = time.time_ns()
-        same_graph = same_package_graph(previous)
+        same_graph = same_package_graph(previous, before)
 
         def plan() -> tuple[list[Target], list[GoPackage] | None]:
-            if same_graph:
-                found, closure = guess, None
-            else:
-                found, listed = self._plan(patterns, with_deps=True)
-                closure = list(listed)
+            found, closure = (guess, None) if same_graph else self._plan(patterns, with_deps=True)
             self._load_bases(found)  # a registry base: HTTP, also while go build runs
             return found, closure
 
@@ -405,10 +401,8 @@ class Pipeline:
                 compile_error = exc
             targets, closure = planned.result()
         if closure is None:  # the recorded graph: the recorded files, as they were before
-            files = settled_files({p: s for p in recorded if (s := before.get(p)) is not None},
-                                  before, started)
-            if len(files or ()) != len(recorded):
-                files = None  # a recorded file is gone: go list must run next time
+            # (same_package_graph found every one of them, so none is None)
+            files: dict[str, Any] | None = {p: before[p] for p in recorded}
         else:
             files = settled_files(closure_files(closure, self._extra_files(closure)), before,
                                   started)

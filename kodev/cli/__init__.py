@@ -16,6 +16,7 @@ from types import ModuleType
 
 from kodev import __version__
 from kodev.cli import flags
+from kodev.warm.protocol import GLOBAL_FLAGS
 
 EXIT_CODES = """\
 exit codes:
@@ -52,7 +53,7 @@ ALIASES = {"publish": "build"}
 def requested_command(argv: Sequence[str]) -> str | None:
     """The command word of ``argv`` (after the global flags), if it names a command."""
     for arg in argv:
-        if arg in ("-v", "--verbose"):
+        if arg in GLOBAL_FLAGS:
             continue
         return arg if arg in COMMANDS or arg in ALIASES else None
     return None

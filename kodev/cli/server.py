@@ -46,16 +46,9 @@ def stop(servers: list[protocol.Server]) -> None:
             continue
     deadline = time.monotonic() + STOP_WAIT_S
     for server in servers:
-        while time.monotonic() < deadline and _alive(server.pid):
+        while time.monotonic() < deadline and protocol.alive(server.pid):
             time.sleep(0.02)
-        if _alive(server.pid):
+        if protocol.alive(server.pid):
             raise KodevError(f"warm server {server.pid} did not stop within {STOP_WAIT_S:g} s",
                              hint=f"it finishes running builds first; kill {server.pid}")
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

@@ -271,8 +271,6 @@ def signatures_of(
     since is left out (its content is not the one recorded), so any change to it makes the
     next build run ``go list``. Files unchanged since ``previous`` keep their recorded
     signature (no read)."""
-    from kodev.golang.graph import import_signature
-
     old_files = previous.get("files", {}) if previous else {}
     old_signatures = previous.get("signatures", {}) if previous else {}
     out: dict[str, list[str]] = {}
@@ -281,16 +279,18 @@ def signatures_of(
         if path in old_signatures and old is not None and tuple(old) == tuple(stat):
             out[path] = old_signatures[path]
             continue
-        signature = _signature(path, import_signature)
+        signature = _signature(path)
         if signature is not None and _stat(Path(path)) == tuple(stat):
             out[path] = signature
     return out
 
 
-def _signature(path: str, import_signature: Any) -> list[str] | None:
+def _signature(path: str) -> list[str] | None:
     """A ``.go`` file's import signature; a directory's entries (a save that writes a new
     file and renames it over the old one changes the directory's mtime, not its entries);
     None for anything else."""
+    from kodev.golang.graph import import_signature  # not on skaffold deps' cached path
+
     try:
         if path.endswith(".go"):
             text = Path(path).read_text(encoding="utf-8", errors="replace")
@@ -302,25 +302,23 @@ def _signature(path: str, import_signature: Any) -> list[str] | None:
     return None
 
 
-def same_package_graph(record: Mapping[str, Any]) -> bool:
-    """Whether ``go list -deps`` would give the answer recorded with ``record``: every file
-    is unchanged, or is a ``.go`` file whose imports, package name, build constraints and
-    embed patterns are the recorded ones (the rule ``kodev up``'s planner uses for a save),
-    or a directory with the recorded entries. A file added, removed or renamed, a changed
-    module file, ``.ko.yaml`` or any other file: no."""
-    from kodev.golang.graph import import_signature
-
+def same_package_graph(record: Mapping[str, Any], now: Mapping[str, Stat | None]) -> bool:
+    """Whether ``go list -deps`` would give the answer recorded with ``record``, given the
+    recorded files' stats ``now``: every file is unchanged, or is a ``.go`` file whose
+    imports, package name, build constraints and embed patterns are the recorded ones (the
+    rule ``kodev up``'s planner uses for a save), or a directory with the recorded entries.
+    A file added, removed or renamed, a changed module file, ``.ko.yaml`` or any other
+    file: no."""
     files, signatures = record.get("files"), record.get("signatures")
     if not isinstance(files, dict) or not isinstance(signatures, dict):
         return False
     for path, stat in files.items():
-        now = _stat(Path(path))
-        if now == tuple(stat):
+        current = now.get(path)
+        if current == tuple(stat):
             continue
-        if now is None or path not in signatures:
+        if current is None or path not in signatures:
             return False
-        signature = _signature(path, import_signature)
-        if signature is None or signature != signatures[path]:
+        if _signature(path) != signatures[path]:
             return False
     return True
 

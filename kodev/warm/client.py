@@ -120,11 +120,7 @@ def exit_like(code: int) -> int:
 
 def lost_server(pid: int) -> int:
     """The server went away before reporting: wait for the child, exit status unknown."""
-    while True:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            break
+    while protocol.alive(pid):
         time.sleep(0.05)
     print("kodev: error: the warm server stopped before reporting this command's exit "
           "status (run it again; KODEV_SERVER=off runs commands without a server)",

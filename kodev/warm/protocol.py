@@ -112,6 +112,17 @@ def sibling(socket_file: str, suffix: str) -> str:
     return socket_file[: -len(".sock")] + suffix
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still exists (a server, or a call's child)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
 class Server:
     """A running server: its pid and socket."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import gc
 import importlib
 import io
@@ -22,6 +23,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kodev.warm import protocol
@@ -193,12 +195,12 @@ class Server:
         listener.listen(64)
         self.listener = listener
         self.socket_ino = os.stat(self.path).st_ino  # ours to remove at the end
-        self.selector.register(listener, selectors.EVENT_READ, "accept")
+        self.selector.register(listener, selectors.EVENT_READ, self._accept)
         self.wakeup_w.setblocking(False)
         signal.set_wakeup_fd(self.wakeup_w.fileno(), warn_on_full_buffer=False)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
-        self.selector.register(self.wakeup_r, selectors.EVENT_READ, "signal")
+        self.selector.register(self.wakeup_r, selectors.EVENT_READ, self._drain_signals)
 
     def _on_signal(self, _signum: int, _frame: object) -> None:
         self.stopping = True
@@ -230,17 +232,14 @@ class Server:
                 log("idle")
                 return None
             for key, _mask in self.selector.select(timeout):
-                if key.data == "accept":
-                    call = self._accept()
-                    if call is not None:
-                        return call  # in the child
-                elif key.data == "signal":
-                    self.wakeup_r.recv(64)
-                elif isinstance(key.data, tuple) and key.data[0] == "exit":
-                    self._reap(key.data[1])
-                elif isinstance(key.data, tuple) and key.data[0] == "caller":
-                    self._caller_gone(key.data[1])
+                handler: Callable[[], Call | None] = key.data  # each descriptor's handler
+                call = handler()
+                if call is not None:
+                    return call  # in a forked child
         return None
+
+    def _drain_signals(self) -> None:
+        self.wakeup_r.recv(64)  # _on_signal has set stopping
 
     def _accept(self) -> Call | None:
         assert self.listener is not None
@@ -310,8 +309,9 @@ class Server:
         pidfd = os.pidfd_open(pid)
         running = Running(pid, pidfd, conn, accepted, time.monotonic())
         self.running[pidfd] = running
-        self.selector.register(pidfd, selectors.EVENT_READ, ("exit", pidfd))
-        self.selector.register(conn, selectors.EVENT_READ, ("caller", pidfd))
+        self.selector.register(pidfd, selectors.EVENT_READ, functools.partial(self._reap, pidfd))
+        self.selector.register(conn, selectors.EVENT_READ,
+                               functools.partial(self._caller_gone, pidfd))
         return None
 
     def _own_descriptors(self) -> list[int]:

@@ -13,13 +13,13 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.kodev import DEMO, REPO_ROOT, TOOLS_BIN
 from tests.support.runimage import run_image
+from tests.support.warm import served_calls, server_log, wait_for_server
 
 pytestmark = pytest.mark.registry
 
@@ -112,14 +112,11 @@ def test_the_wheel_builds_an_image_that_runs(installed: Path, tmp_path: Path,
         ref = _run(installed / "kodev", "build", "--base-import-paths", "./cmd/web",
                    cwd=module, env=env).stdout.strip()
         assert "@sha256:" in ref
-        deadline = time.monotonic() + 60
-        while not list(servers.glob("*.sock")) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for_server(servers)
         again = _run(installed / "kodev", "build", "--base-import-paths", "./cmd/web",
                      cwd=module, env=env).stdout.strip()
         assert again == ref
-        log = "".join(p.read_text() for p in servers.glob("*.log"))
-        assert ": call " in log, log  # the second build ran on the installed server
+        assert served_calls(servers) == 1, server_log(servers)  # on the installed server
     finally:
         _run(installed / "kodev", "server", "stop", cwd=module, env=env)
     run = run_image(ref, ["--once"])

@@ -9,15 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.kodev import Kodev, KodevRun
+from tests.fixtures.kodev import Kodev, KodevRun, add_extra_package, run_cold
+from tests.fixtures.kodev import image_digest as digest
 from tests.fixtures.registry import RegistryServer
 
 pytestmark = pytest.mark.registry
-
-
-def digest(run: KodevRun) -> str:
-    (ref,) = run.refs
-    return ref.rsplit("@", 1)[1]
 
 
 def go_builds(run: KodevRun) -> int:
@@ -26,8 +22,7 @@ def go_builds(run: KodevRun) -> int:
 
 def cold(kodev: Kodev, tmp_path: Path, env: dict[str, str], name: str) -> KodevRun:
     """The same build with an empty KOCACHE: no fingerprint, no guess."""
-    return kodev.run("build", "./cmd/web", env={**env, "KOCACHE": str(tmp_path / name)},
-                     check=False)
+    return run_cold(kodev, tmp_path / name, env, "build", "./cmd/web")
 
 
 def test_edits_give_the_digest_of_a_cold_build(
@@ -36,24 +31,14 @@ def test_edits_give_the_digest_of_a_cold_build(
     env = {"KO_DOCKER_REPO": f"{registry.host}/oneshot"}
     kodev.run("build", "./cmd/web", env=env)
     greeting = demo_module / "internal" / "greeting" / "greeting.go"
-    web = demo_module / "cmd" / "web" / "main.go"
     extra = demo_module / "internal" / "extra"
-
-    def add_package() -> None:
-        extra.mkdir()
-        (extra / "extra.go").write_text('package extra\n\nconst Word = "extra"\n')
-        web.write_text(web.read_text().replace(
-            '"example.com/kodev-demo/internal/greeting"',
-            '"example.com/kodev-demo/internal/extra"\n\t"example.com/kodev-demo/internal/greeting"',
-        ).replace('fmt.Println(greeting.Message("web"))',
-                  'fmt.Println(greeting.Message("web"), extra.Word)'))
 
     edits: list[tuple[str, Callable[[], object]]] = [
         ("one line", lambda: greeting.write_text(
             greeting.read_text().replace("hello from", "hi from"))),
         ("new file", lambda: (greeting.parent / "more.go").write_text(
             'package greeting\n\nfunc init() { println("more") }\n')),
-        ("new package", add_package),
+        ("new package", lambda: add_extra_package(demo_module)),
         ("edit in the new package", lambda: (extra / "extra.go").write_text(
             'package extra\n\nconst Word = "changed"\n')),
     ]

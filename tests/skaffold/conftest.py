@@ -19,6 +19,7 @@ import pytest
 
 from tests.fixtures.kodev import REPO_ROOT, TOOLS_BIN, Kodev
 from tests.support.tools import built_tool
+from tests.support.warm import served_calls, wait_for_server
 
 BUILD_SCRIPT = REPO_ROOT / "tests" / "skaffold" / "build.sh"
 
@@ -96,17 +97,12 @@ def skaffold_env(tmp_path: Path, *, kubeconfig: Path | None = None,
 
 
 def warm_calls() -> int:
-    """Calls the test session's warm servers have run (one log line each)."""
-    directory = Path(os.environ["KODEV_SERVER_DIR"])
-    return sum(p.read_text().count(": call ") for p in directory.glob("*.log"))
+    """Calls the test session's warm servers have run."""
+    return served_calls(Path(os.environ["KODEV_SERVER_DIR"]))
 
 
-def wait_for_a_warm_server(timeout: float = 60.0) -> None:
-    directory = Path(os.environ["KODEV_SERVER_DIR"])
-    deadline = time.monotonic() + timeout
-    while not list(directory.glob("*.sock")):
-        assert time.monotonic() < deadline, "no warm server started"
-        time.sleep(0.05)
+def wait_for_a_warm_server() -> None:
+    wait_for_server(Path(os.environ["KODEV_SERVER_DIR"]))
 
 
 def skaffold_flags(tmp_path: Path, *, cache: bool = True) -> list[str]:

@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.kodev import REPO_ROOT, Kodev, KodevRun
+from tests.fixtures.kodev import REPO_ROOT, Kodev, KodevRun, add_extra_package, run_cold
+from tests.fixtures.kodev import image_digest as digest
 from tests.fixtures.registry import RegistryServer
+from tests.support.warm import served_calls, server_log, wait_for_server
 
 pytestmark = pytest.mark.registry
 
@@ -54,10 +56,10 @@ class Warm:
         return KodevRun(proc.returncode, out, err)
 
     def log(self) -> str:
-        return "".join(p.read_text() for p in sorted(self.directory.glob("*.log")))
+        return server_log(self.directory)
 
     def calls(self) -> int:
-        return self.log().count(": call ")
+        return served_calls(self.directory)
 
     def wait_log(self, predicate: Callable[[str], bool], what: str) -> str:
         deadline = time.monotonic() + WAIT_S
@@ -70,10 +72,7 @@ class Warm:
 
     def wait_ready(self) -> None:
         """The first call starts the server; wait until it serves."""
-        self.wait_log(lambda text: "serving" in text, "a serving server")
-        deadline = time.monotonic() + WAIT_S
-        while not list(self.directory.glob("*.sock")) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for_server(self.directory, WAIT_S)
 
     def status(self) -> dict[str, object]:
         out = self.run("server", "status", "--json").stdout
@@ -92,15 +91,9 @@ def warm(kodev: Kodev, tmp_path: Path) -> Iterator[Warm]:
     server.stop()
 
 
-def digest(run: KodevRun) -> str:
-    (ref,) = run.refs
-    return ref.rsplit("@", 1)[1]
-
-
 def cold(kodev: Kodev, tmp_path: Path, env: dict[str, str], *args: str) -> KodevRun:
-    """The same call, cold (``python -m kodev``), on an empty KOCACHE."""
-    cache = tmp_path / f"cold-{time.monotonic_ns()}"
-    return kodev.run(*args, env={**env, "KOCACHE": str(cache)}, check=False)
+    """The same call, cold, on an empty KOCACHE of its own."""
+    return run_cold(kodev, tmp_path / f"cold-{time.monotonic_ns()}", env, *args)
 
 
 def test_warm_calls_give_what_cold_calls_give_after_many_edits(
@@ -114,22 +107,13 @@ def test_warm_calls_give_what_cold_calls_give_after_many_edits(
     good_web = web.read_text()
     extra = demo_module / "internal" / "extra"
 
-    def add_package() -> None:
-        extra.mkdir()
-        (extra / "extra.go").write_text('package extra\n\nconst Word = "extra"\n')
-        web.write_text(good_web.replace(
-            '"example.com/kodev-demo/internal/greeting"',
-            '"example.com/kodev-demo/internal/extra"\n\t"example.com/kodev-demo/internal/greeting"',
-        ).replace('fmt.Println(greeting.Message("web"))',
-                  'fmt.Println(greeting.Message("web"), extra.Word)'))
-
     edits: list[tuple[str, Callable[[], object]]] = [
         ("one line", lambda: greeting.write_text(
             greeting.read_text().replace("hello from", "hi from"))),
         ("comment only", lambda: greeting.write_text(greeting.read_text() + "\n// note\n")),
         ("new file", lambda: (greeting.parent / "more.go").write_text(
             'package greeting\n\nfunc init() { println("more") }\n')),
-        ("new package", add_package),
+        ("new package", lambda: add_extra_package(demo_module)),
         ("edit in the new package", lambda: (extra / "extra.go").write_text(
             'package extra\n\nconst Word = "changed"\n')),
         ("compile error", lambda: (extra / "extra.go").write_text(
