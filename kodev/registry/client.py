@@ -61,6 +61,7 @@ from kodev.registry.errors import (
     BlobUnknown,
     ContentTooLarge,
     DigestMismatch,
+    ManifestBlobUnknown,
     ManifestUnknown,
     RegistryNotFound,
     RegistryServerError,
@@ -540,6 +541,11 @@ class RegistryClient:
             raise DigestMismatch(f"{what}: the body has digest {digest}")
         response = self._call("PUT", self._url(repo, "manifests", reference), what,
                               headers={"Content-Type": media_type}, content=body)
+        if not response.is_success and any(
+                code == "MANIFEST_BLOB_UNKNOWN" for code, _ in _registry_errors(response)):
+            raise ManifestBlobUnknown(f"registry {self.registry} answered "
+                                      f"{response.status_code} to {what}: "
+                                      f"{_error_detail(response)}")
         self._raise_for_status(response, what)
         reported = response.headers.get("Docker-Content-Digest")
         if reported and reported != digest:

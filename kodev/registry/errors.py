@@ -31,6 +31,12 @@ class BlobUnknown(RegistryNotFound):
     """The blob does not exist in the repository."""
 
 
+class ManifestBlobUnknown(RegistryError):
+    """A manifest PUT answered ``MANIFEST_BLOB_UNKNOWN``: the registry does not (or not
+    yet) know a blob the manifest names. Seen with several pushes of the same blobs at
+    once (distribution links a blob another upload is still committing)."""
+
+
 class DigestMismatch(RegistryError):
     """Content did not hash to the digest it was addressed by or the registry reported,
     or was not the size its descriptor gives."""

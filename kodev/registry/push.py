@@ -19,6 +19,7 @@ from kodev.oci.image import Image, Index
 from kodev.oci.layers import Layer
 from kodev.oci.reference import Reference
 from kodev.registry.client import RegistryClient
+from kodev.registry.errors import ManifestBlobUnknown
 from kodev.registry.pool import ClientPool
 
 log = logging.getLogger("kodev.registry")
@@ -97,9 +98,21 @@ class Pusher:
         return head is not None and head.digest == digest
 
     def _put_manifest(self, artifact: Image | Index, reference: str) -> str:
-        return self.client.put_manifest(
-            self.target.repository, reference, artifact.manifest_bytes(), artifact.media_type
-        )
+        """PUT the manifest. Answered MANIFEST_BLOB_UNKNOWN (another push of the same blobs
+        was committing them as this one checked), its blobs are checked (and uploaded if
+        missing) again, and the PUT is made once more."""
+        def put() -> str:
+            return self.client.put_manifest(self.target.repository, reference,
+                                            artifact.manifest_bytes(), artifact.media_type)
+
+        try:
+            return put()
+        except ManifestBlobUnknown:
+            with self._lock:
+                self._done.clear()
+            images = artifact.images if isinstance(artifact, Index) else [artifact]
+            self._push_blobs(images)
+            return put()
 
     def _push_blobs(self, images: Sequence[Image]) -> None:
         work: dict[str, tuple[Layer | None, bytes | None, int]] = {}
