@@ -9,6 +9,7 @@ mounted or streamed, never downloaded just to be uploaded again.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import io
@@ -21,6 +22,7 @@ import types
 import weakref
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -40,9 +42,11 @@ except ImportError:  # pragma: no cover - isal is a declared dependency
     _deflate_impl = zlib
     COMPRESSOR = "zlib-" + zlib.ZLIB_VERSION
 _LEVEL = 1
-# Streamed layers feed the compressor in blocks of exactly this size: ISA-L's output
-# depends on how its input is split, so a fixed split is what keeps digests reproducible.
+# Layers are compressed in blocks of exactly this size (GzipSink): the bytes depend on
+# the split, so a fixed one is what keeps digests reproducible.
 _BLOCK = 1 << 20
+# Part of every cache key that holds a layer digest: how the bytes were compressed.
+COMPRESSOR += "-blocks1m"
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
 # Windows layers mark every file with this security descriptor (ko, pkg/build/layer.go).
@@ -123,21 +127,49 @@ class Layer:
 
 
 def gzip_deterministic(raw: bytes) -> bytes:
-    """gzip with no name and mtime 0, so equal input gives equal output on every machine."""
-    compressor = _deflate_impl.compressobj(_LEVEL, zlib.DEFLATED, -15)
-    body: bytes = compressor.compress(raw) + compressor.flush()
-    trailer = struct.pack("<II", zlib.crc32(raw) & 0xFFFFFFFF, len(raw) & 0xFFFFFFFF)
-    return _GZIP_HEADER + body + trailer
+    """gzip with no name and mtime 0, so equal input gives equal output on every machine
+    (the same bytes :class:`GzipSink` writes for a streamed layer)."""
+    out = io.BytesIO()
+    sink = GzipSink(out)
+    sink.write(raw)
+    sink.finish()
+    return out.getvalue()
+
+
+def _deflate_block(block: bytes, window: bytes) -> bytes:
+    """One block as raw deflate, primed with the 32 KiB before it and ended with a sync
+    flush (byte-aligned, not final): blocks compressed apart concatenate into one stream,
+    and each block's bytes depend on the block and its window only."""
+    if window:
+        compressor = _deflate_impl.compressobj(_LEVEL, zlib.DEFLATED, -15, zdict=window)
+    else:
+        compressor = _deflate_impl.compressobj(_LEVEL, zlib.DEFLATED, -15)
+    out: bytes = compressor.compress(block) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return out
+
+
+_FINAL_BLOCK: bytes = _deflate_impl.compressobj(_LEVEL, zlib.DEFLATED, -15).flush()
+_WINDOW = 32 * 1024  # deflate's window: what a block may refer back to
+_COMPRESS_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 class GzipSink:
-    """Where a streamed layer's tar goes: gzip (as gzip_deterministic, but in fixed
-    blocks) into ``out``, hashing the tar (diff_id) and the gzip (digest) on the way."""
+    """Where a streamed layer's tar goes: gzip into ``out``, hashing the tar (diff_id) and
+    the gzip (digest) on the way.
+
+    The tar is cut into fixed 1 MiB blocks that are compressed on several threads at once
+    (ISA-L and zlib release the GIL), the way pigz does: each block is primed with the
+    32 KiB before it and sync-flushed, so the bytes do not depend on how many threads
+    ran, only on the input. At most two blocks per thread are in flight: memory stays
+    bounded whatever the layer's size. The hashing and the file writes run on the
+    calling thread meanwhile."""
 
     def __init__(self, out: IO[bytes]) -> None:
         self.out = out
-        self._compressor = _deflate_impl.compressobj(_LEVEL, zlib.DEFLATED, -15)
         self._pending = bytearray()
+        self._window = b""
+        self._inflight: collections.deque[Future[bytes]] = collections.deque()
+        self._pool: ThreadPoolExecutor | None = None
         self._raw = hashlib.sha256()
         self._gz = hashlib.sha256()
         self._crc = 0
@@ -153,25 +185,46 @@ class GzipSink:
 
     def write(self, data: bytes) -> int:
         self._raw.update(data)
-        self._crc = zlib.crc32(data, self._crc)
+        self._crc = _deflate_impl.crc32(data, self._crc)
         self.raw_size += len(data)
         self._pending += data
         while len(self._pending) >= _BLOCK:
-            self._emit(self._compressor.compress(bytes(self._pending[:_BLOCK])))
+            self._submit(bytes(self._pending[:_BLOCK]))
             del self._pending[:_BLOCK]
         return len(data)
+
+    def _submit(self, block: bytes) -> None:
+        window, self._window = self._window, block[-_WINDOW:]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(_COMPRESS_THREADS, thread_name_prefix="gzip")
+        self._inflight.append(self._pool.submit(_deflate_block, block, window))
+        while len(self._inflight) > 2 * _COMPRESS_THREADS:
+            self._emit(self._inflight.popleft().result())
 
     def tell(self) -> int:  # tarfile asks where it is
         return self.raw_size
 
     def finish(self) -> tuple[str, str, int]:
         """(diff_id, digest, compressed size) once the tar is complete."""
-        if self._pending:
-            self._emit(self._compressor.compress(bytes(self._pending)))
-            self._pending.clear()
-        self._emit(self._compressor.flush())
+        try:
+            while self._inflight:
+                self._emit(self._inflight.popleft().result())
+            if self._pending:  # the last, short block: no thread needed
+                self._emit(_deflate_block(bytes(self._pending), self._window))
+                self._pending.clear()
+        finally:
+            self.close()
+        self._emit(_FINAL_BLOCK)
         self._emit(struct.pack("<II", self._crc & 0xFFFFFFFF, self.raw_size & 0xFFFFFFFF))
         return ("sha256:" + self._raw.hexdigest(), "sha256:" + self._gz.hexdigest(), self.size)
+
+    def close(self) -> None:
+        """Stop the compression threads (also when the layer is abandoned half-way)."""
+        for future in self._inflight:
+            future.cancel()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 def stream_layer(
@@ -182,10 +235,13 @@ def stream_layer(
     an interruption removes the partial file at once."""
     with temporary_file(directory, prefix="layer-") as (out, path):
         sink = GzipSink(out)
-        tar = TarBuilder(mtime, fileobj=sink)
-        fill(tar)
-        tar.close()
-        diff_id, digest, size = sink.finish()
+        try:
+            tar = TarBuilder(mtime, fileobj=sink)
+            fill(tar)
+            tar.close()
+            diff_id, digest, size = sink.finish()
+        finally:
+            sink.close()
     return path, diff_id, digest, size
 
 
@@ -233,8 +289,9 @@ class TarBuilder:
         """In memory (``finish()`` returns the bytes), or streamed into ``fileobj``."""
         self.buffer = io.BytesIO()
         target: IO[bytes] = fileobj or self.buffer  # type: ignore[assignment]
-        self.tar = tarfile.open(  # noqa: SIM115 - closed in finish() or close()
-            fileobj=target, mode="w", format=tarfile.PAX_FORMAT
+        self.tar = tarfile.TarFile(  # closed in finish() or close()
+            fileobj=target, mode="w", format=tarfile.PAX_FORMAT,
+            copybufsize=_BLOCK,  # files go to the sink in 1 MiB reads, not 16 KiB
         )
         self.mtime = mtime
 
