@@ -323,6 +323,22 @@ def same_package_graph(record: Mapping[str, Any], now: Mapping[str, Stat | None]
     return True
 
 
+def refreshed_graph_record(
+    files: Mapping[str, Any], signatures: Mapping[str, Any] | None
+) -> tuple[dict[str, Stat], dict[str, list[str]]] | None:
+    """For an answer of ``go list`` recorded with the stats ``files`` and their
+    ``signatures``, whose files moved since: when same_package_graph proves the answer
+    still holds, the stats and signatures to record with it now; None when go list must
+    run again. Stats are taken before any file is read (signatures_of keeps a signature
+    only while its file's stat stays the one recorded)."""
+    now = stats_of(files)
+    record = {"files": files, "signatures": signatures}
+    if not same_package_graph(record, now):
+        return None
+    fresh = {path: stat for path, stat in now.items() if stat is not None}
+    return fresh, signatures_of(fresh, record)
+
+
 class FingerprintStore:
     def __init__(self, cache: Cache) -> None:
         self.cache = cache

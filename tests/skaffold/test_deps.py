@@ -113,6 +113,56 @@ def test_cached_answer_follows_edits_and_new_files(fx: Kodev, depsfix: Path) -> 
     assert ".ko.yaml" not in deps(fx, "./cmd/beta")
 
 
+def test_an_edit_that_keeps_the_imports_keeps_the_answer_without_go_list(
+    fx: Kodev, depsfix: Path, tmp_path: Path
+) -> None:
+    """Skaffold asks right after every save (twice per artifact). An edit that leaves every
+    file's imports, package name and build constraints as they were keeps the cached
+    answer without ``go list`` (kodev build's rule); any other edit runs it, and the
+    answer follows. Every answer is a cold one's (empty KOCACHE). A ``go`` wrapper
+    (``KO_GO_PATH``) records which go commands ran."""
+    calls = tmp_path / "go-calls"
+    wrapper = tmp_path / "go"
+    wrapper.write_text(f'#!/bin/sh\necho "$1" >> "{calls}"\nexec go "$@"\n')
+    wrapper.chmod(0o755)
+    env = {"KO_GO_PATH": str(wrapper)}
+    colds = iter(range(100))
+
+    def answer_after(path: str, old: str, new: str, *, rename: bool = False) -> tuple[
+            list[str], list[str]]:
+        target = depsfix / path
+        text = target.read_text()
+        assert old in text
+        if rename:  # as editors that write a new file and rename it over the old one do
+            temporary = target.with_name(target.name + ".tmp")
+            temporary.write_text(text.replace(old, new))
+            temporary.rename(target)
+        else:
+            target.write_text(text.replace(old, new))
+        calls.write_text("")
+        files: list[str] = json.loads(fx.run("skaffold", "deps", "./cmd/beta", env=env).stdout)
+        ran = calls.read_text().split()
+        cold = Kodev(depsfix, tmp_path / f"cold-{next(colds)}")
+        assert files == json.loads(cold.run("skaffold", "deps", "./cmd/beta", env=env).stdout)
+        return files, ran
+
+    assert deps(fx, "./cmd/beta") == BETA
+    fx.run("skaffold", "deps", "./cmd/beta", env=env)
+    files, ran = answer_after("cmd/beta/main.go", "beta-v1", "beta-v2")
+    assert files == BETA and "list" not in ran
+    files, ran = answer_after("internal/shared/shared.go", "shared-v1", "shared-v2",
+                              rename=True)
+    assert files == BETA and "list" not in ran
+    files, ran = answer_after("cmd/beta/main.go", '"fmt"\n',
+                              '"fmt"\n\t_ "example.com/depsfix/internal/unused"\n')
+    assert files == sorted([*BETA, "internal/unused/unused.go"]) and "list" in ran
+    files, ran = answer_after("internal/unused/unused.go", "unused-v1", "unused-v2")
+    assert "internal/unused/unused.go" in files and "list" not in ran
+    files, ran = answer_after("internal/shared/shared.go", "package shared",
+                              "//go:build !plan9\n\npackage shared")
+    assert "list" in ran
+
+
 def test_errors_are_one_line(fx: Kodev) -> None:
     library = fx.run("skaffold", "deps", "./internal/shared", check=False)
     assert library.returncode == 3
