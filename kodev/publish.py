@@ -305,8 +305,28 @@ class Pipeline:
 
     def build(self, patterns: Sequence[str]) -> list[Built]:
         """Plan, compile and assemble; nothing is compiled when nothing changed."""
+        return self._assemble_all(*self.compile_targets(patterns))
+
+    def compile_targets(
+        self, patterns: Sequence[str]
+    ) -> tuple[list[Target], dict[tuple[str, Platform], BuiltBinary]]:
+        """Plan and compile (or find the binaries of an unchanged build), and record the
+        fingerprint: a build without its image. One process at a time per fingerprint key
+        (Cache.build_lock): a second one waits and then reuses the first one's binaries."""
         patterns = list(dict.fromkeys(patterns)) or ["."]
         key = self.fingerprint_key(patterns)
+        waited: list[float] = []
+
+        def on_wait() -> None:
+            waited.append(time.monotonic())
+            self.emit("build", "another kodev is building the same packages: waiting for it")
+
+        with self.cache.build_lock(key, on_wait):
+            return self._compile_once(patterns, key, waited)
+
+    def _compile_once(
+        self, patterns: list[str], key: str | None, waited: Sequence[float]
+    ) -> tuple[list[Target], dict[tuple[str, Platform], BuiltBinary]]:
         store = FingerprintStore(self.cache)
         record = store.load(key) if key else None
         if record is not None:
@@ -314,6 +334,8 @@ class Pipeline:
             self._load_bases(targets)
             self.emit(
                 "build",
+                f"built by that kodev meanwhile ({time.monotonic() - waited[0]:.2f} s): "
+                "go build skipped" if waited else
                 "up to date: no source change since the last build, go build skipped",
                 skipped=True,
             )
@@ -342,7 +364,7 @@ class Pipeline:
                     },
                     signatures_of(files, previous),
                 )
-        return self._assemble_all(targets, binaries)
+        return targets, binaries
 
     def _guess_targets(
         self, record: Mapping[str, Any] | None

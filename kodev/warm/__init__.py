@@ -36,3 +36,7 @@ SIGTERM, or with ``kodev server stop``. Modules: :mod:`kodev.warm.protocol` (the
 paths and the wire format; standard library only), :mod:`kodev.warm.client` (the
 ``kodev`` entry point: hand over or run cold), :mod:`kodev.warm.server`.
 """
+
+# True in a server's forked child while it runs a call (set by server.Call.run): work
+# worth doing ahead (skaffold deps' prebuild) is done only where the imports are warm.
+SERVED_CALL = False

@@ -118,8 +118,11 @@ class Call:
         with contextlib.suppress(OSError):
             self.conn.sendall(b"pid %d\n" % os.getpid())
         self.conn.close()
+        import kodev.warm
         from kodev.cli import main as cli_main
         from kodev.cli.runner import exit_process
+
+        kodev.warm.SERVED_CALL = True
 
         exit_process(cli_main(argv))
 

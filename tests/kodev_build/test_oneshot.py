@@ -134,3 +134,51 @@ def test_go_list_runs_only_when_an_edit_can_change_the_package_graph(
     new_file = build_after(lambda: (greeting.parent / "more.go").write_text(
         'package greeting\n\nfunc init() { println("more") }\n'))
     assert "list" in new_file  # a new entry in a package directory
+
+
+def test_two_builds_of_the_same_packages_at_once_compile_once(
+    kodev: Kodev, registry: RegistryServer, demo_module: Path, tmp_path: Path
+) -> None:
+    """Two kodev builds of exactly the same packages at once, on one KOCACHE (parallel CI
+    jobs; Skaffold's build after the prebuild its deps call started): the second waits
+    for the first (it says so) and then uses the binaries the first recorded. One go
+    build in all; both images are a cold build's."""
+    import subprocess
+    import sys
+    import time
+
+    calls = tmp_path / "go-calls"
+    wrapper = tmp_path / "go"
+    # a go build holds on until the second kodev has said it waits (20 s at most: without
+    # the lock, the second one's go build would wait here too)
+    wrapper.write_text(
+        f'#!/bin/sh\necho "$1" >> "{calls}"\nn=0\n'
+        f'while [ "$1" = build ] && [ ! -e "{tmp_path}/go-on" ] && [ $n -lt 400 ]; do\n'
+        '  sleep 0.05; n=$((n+1)); done\nexec go "$@"\n')
+    wrapper.chmod(0o755)
+    env = {**kodev.env, "KO_DOCKER_REPO": f"{registry.host}/twice", "KO_GO_PATH": str(wrapper)}
+    greeting = demo_module / "internal" / "greeting" / "greeting.go"
+    greeting.write_text(greeting.read_text().replace("hello from", "twice from"))
+
+    def start() -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "kodev", "build", "./cmd/web"],
+                                cwd=demo_module, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    first = start()
+    deadline = time.monotonic() + 120
+    while "build" not in (calls.read_text() if calls.exists() else ""):
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.05)
+    second = start()
+    assert second.stderr is not None
+    for line in second.stderr:  # a positive event: it found the lock taken
+        if "waiting for it" in line:
+            break
+    (tmp_path / "go-on").touch()
+    outs = [proc.communicate(timeout=300) for proc in (first, second)]
+    assert [proc.returncode for proc in (first, second)] == [0, 0], outs
+    assert "go build skipped" in outs[1][1]
+    assert calls.read_text().split().count("build") == 1
+    reference = cold(kodev, tmp_path, {"KO_DOCKER_REPO": f"{registry.host}/twice"}, "cold")
+    assert {out.strip().rsplit("@", 1)[1] for out, _ in outs} == {digest(reference)}

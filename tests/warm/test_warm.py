@@ -10,6 +10,7 @@ proves which calls it served.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -183,6 +184,40 @@ def test_skaffold_deps_and_build_warm_are_those_of_cold(
     assert reference.returncode == 0, reference.stderr
     assert built.stdout == reference.stdout.replace(":t2", ":t1")
     assert warm.calls() == 2
+
+
+def test_skaffold_deps_after_an_edit_compiles_ahead_of_the_build(
+    warm: Warm, kodev: Kodev, registry: RegistryServer, demo_module: Path, tmp_path: Path
+) -> None:
+    """After an edit, the warm ``kodev skaffold deps`` (Skaffold asks it first) leaves a
+    background compile of the image's binaries running; the ``kodev skaffold build`` that
+    follows waits for it and runs no go build itself. A ``go`` wrapper (``KO_GO_PATH``)
+    records each go command and which kodev process ran it; the image is a cold build's."""
+    calls = tmp_path / "go-calls"
+    wrapper = tmp_path / "go"
+    wrapper.write_text(f'#!/bin/sh\necho "$1 $PPID" >> "{calls}"\nexec go "$@"\n')
+    wrapper.chmod(0o755)
+    env = {"BUILD_CONTEXT": str(demo_module), "PUSH_IMAGE": "true", "KO_GO_PATH": str(wrapper),
+           "IMAGE": f"{registry.host}/ahead/web:t1"}
+    warm.run("skaffold", "deps", "./cmd/web", env=env)
+    warm.wait_ready()
+    warm.run("skaffold", "build", "./cmd/web", env=env)
+    greeting = demo_module / "internal" / "greeting" / "greeting.go"
+    greeting.write_text(greeting.read_text().replace("hello from", "ahead of"))
+    calls.write_text("")
+    warm.run("skaffold", "deps", "./cmd/web", env=env)
+    built = warm.run("skaffold", "build", "./cmd/web", env=env)
+    assert "go build skipped" in built.stderr and "go build 1 package" not in built.stderr
+    ran = [line.split() for line in calls.read_text().splitlines()]
+    assert [name for name, _ in ran].count("build") == 1  # the background compile's
+    served = set(re.findall(r": call (\d+): ", warm.log()))  # the calls' own processes
+    assert not {pid for name, pid in ran if name == "build"} & served
+    reference = cold(kodev, tmp_path, {**env, "IMAGE": f"{registry.host}/ahead/web:t2"},
+                     "skaffold", "build", "./cmd/web")
+    assert built.stdout == reference.stdout.replace(":t2", ":t1")
+    warm.run("skaffold", "deps", "./cmd/web", env=env)  # no edit: nothing compiled ahead
+    again = warm.run("skaffold", "build", "./cmd/web", env=env)
+    assert "up to date" in again.stderr and "waiting" not in again.stderr
 
 
 def test_concurrent_first_calls_start_one_server_and_all_succeed(
