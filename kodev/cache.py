@@ -202,27 +202,6 @@ def _sweep(tmp_root: Path) -> None:
                 os.close(fd)
 
 
-# Fingerprint keys this process builds now (their lock descriptors): a build inside a
-# prebuild that already holds its key's lock does not wait for itself.
-_held_keys: dict[str, int] = {}
-
-
-def _lock_key_file(path: Path, *, wait: bool) -> int | None:
-    """An exclusive flock on ``path``: its descriptor, or None if another process holds
-    it and ``wait`` is false."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
 class Cache:
     def __init__(self, root: Path, *, enabled: bool = True) -> None:
         self.root = root
@@ -289,40 +268,28 @@ class Cache:
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)
 
-    def try_build_lock(self, key: str) -> bool:
-        """Take the build lock of ``key`` without waiting (see build_lock); False if
-        another process holds it. Held until release_build_lock or this process ends
-        (a forked child that inherits the descriptor holds it too)."""
-        if key in _held_keys or not self.enabled or fcntl is None:
-            return True
-        fd = _lock_key_file(self.root / "locks" / f"{key}.lock", wait=False)
-        if fd is None:
-            return False
-        _held_keys[key] = fd
-        return True
-
-    def release_build_lock(self, key: str) -> None:
-        fd = _held_keys.pop(key, None)
-        if fd is not None:
-            os.close(fd)
-
     @contextlib.contextmanager
-    def build_lock(self, key: str | None, on_wait: Callable[[], None]) -> Iterator[None]:
+    def build_lock(self, key: str | None, on_busy: Callable[[], bool]) -> Iterator[bool]:
         """One build per fingerprint key at a time, across processes: a second kodev that
-        would compile exactly the same binaries (a Skaffold prebuild, parallel CI jobs)
-        waits (``on_wait`` says so first) and then finds the first one's fingerprint
-        record instead of running go build again. A lock this process already holds is
-        not taken twice."""
-        if key is None or not self.enabled or fcntl is None or key in _held_keys:
-            yield
+        would compile exactly the same binaries (parallel CI jobs, Skaffold's build after
+        the compile ahead its deps call started) finds the lock held and asks
+        ``on_busy``: True waits (and then finds the first one's fingerprint record
+        instead of running go build again), False gives up (the block gets False). A
+        flock on ``KOCACHE/locks/<key>.lock``: released when its holder dies."""
+        if key is None or not self.enabled or fcntl is None:
+            yield True
             return
-        fd = _lock_key_file(self.root / "locks" / f"{key}.lock", wait=False)
-        if fd is None:
-            on_wait()
-            fd = _lock_key_file(self.root / "locks" / f"{key}.lock", wait=True)
-        assert fd is not None
-        _held_keys[key] = fd
+        path = self.root / "locks" / f"{key}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            yield
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not on_busy():
+                    yield False
+                    return
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield True
         finally:
-            self.release_build_lock(key)
+            os.close(fd)

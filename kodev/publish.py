@@ -247,7 +247,7 @@ class Pipeline:
     def _plan(
         self, patterns: Sequence[str], *, with_deps: bool
     ) -> tuple[list[Target], list[GoPackage]]:
-        patterns = list(dict.fromkeys(patterns)) or ["."]
+        patterns = _unique_patterns(patterns)
         here = [b for b in self.config.builds if (self.workdir / b.dir).resolve() == self.workdir]
         builds = self._builds_by_import_path([b for b in self.config.builds if b not in here])
         local = [p for p in patterns if p not in builds]
@@ -313,19 +313,35 @@ class Pipeline:
         """Plan and compile (or find the binaries of an unchanged build), and record the
         fingerprint: a build without its image. One process at a time per fingerprint key
         (Cache.build_lock): a second one waits and then reuses the first one's binaries."""
-        patterns = list(dict.fromkeys(patterns)) or ["."]
+        patterns = _unique_patterns(patterns)
         key = self.fingerprint_key(patterns)
-        waited: list[float] = []
+        waited_since: list[float] = []
 
-        def on_wait() -> None:
-            waited.append(time.monotonic())
+        def on_busy() -> bool:
+            waited_since.append(time.monotonic())
             self.emit("build", "another kodev is building the same packages: waiting for it")
+            return True
 
-        with self.cache.build_lock(key, on_wait):
-            return self._compile_once(patterns, key, waited)
+        with self.cache.build_lock(key, on_busy):
+            return self._compile_once(patterns, key, waited_since[0] if waited_since else None)
+
+    def compile_ahead(self, patterns: Sequence[str], ready: Callable[[], None]) -> None:
+        """compile_targets for the build that will most likely come next (Skaffold's,
+        once its deps call saw an edit), so that build finds its binaries recorded. Never
+        waits: ``ready()`` is called as soon as this call holds the key's build lock, or
+        knows it will not compile (no fingerprint key, or another kodev builds them)."""
+        patterns = _unique_patterns(patterns)
+        key = self.fingerprint_key(patterns)
+        if key is None:
+            ready()
+            return
+        with self.cache.build_lock(key, on_busy=lambda: False) as held:
+            ready()
+            if held:
+                self._compile_once(patterns, key, None)
 
     def _compile_once(
-        self, patterns: list[str], key: str | None, waited: Sequence[float]
+        self, patterns: list[str], key: str | None, waited_since: float | None
     ) -> tuple[list[Target], dict[tuple[str, Platform], BuiltBinary]]:
         store = FingerprintStore(self.cache)
         record = store.load(key) if key else None
@@ -334,8 +350,8 @@ class Pipeline:
             self._load_bases(targets)
             self.emit(
                 "build",
-                f"built by that kodev meanwhile ({time.monotonic() - waited[0]:.2f} s): "
-                "go build skipped" if waited else
+                f"built by that kodev meanwhile ({time.monotonic() - waited_since:.2f} s): "
+                "go build skipped" if waited_since is not None else
                 "up to date: no source change since the last build, go build skipped",
                 skipped=True,
             )
@@ -812,6 +828,10 @@ def _sbom_media_type(kind: str) -> str | None:
     from kodev.golang.sbom import SBOM_MEDIA_TYPES  # loaded only when SBOMs are made
 
     return SBOM_MEDIA_TYPES[kind]
+
+
+def _unique_patterns(patterns: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(patterns)) or ["."]
 
 
 def _main_pattern(main: str) -> str:

@@ -93,38 +93,34 @@ def run_deps(args: argparse.Namespace) -> int:
     import kodev.warm
 
     if changed and kodev.warm.SERVED_CALL:
-        start_prebuild(main_pattern(args.importpath, context, environ), context, environ)
+        compile_ahead(args.importpath, context, environ)
     return 0
 
 
-def start_prebuild(pattern: str, context: Path, environ: Mapping[str, str]) -> bool:
+def compile_ahead(argument: str | None, context: Path, environ: Mapping[str, str]) -> None:
     """After an edit, Skaffold asks for every artifact's dependencies (for its tags, then
     for its cache) before it calls ``buildCommand``: ~0.3 s in which kodev can already
-    compile the image's binaries. A detached process (kodev.warm.background) takes the
-    build lock of the fingerprint key ``kodev skaffold build`` will use and compiles; that
-    build waits for the lock and finds the binaries recorded (Pipeline.compile_targets),
-    as if it had compiled them itself. A wrong guess (other settings, Skaffold not
-    building after all) costs one go build in the background, never a wrong image: the
-    build checks the fingerprint as always. Only on the warm server, where the imports
-    are already loaded; the lock is taken before this call answers."""
-    from kodev.warm.background import Started, detach
+    compile the image's binaries. A detached process (kodev.warm.background) does what
+    ``kodev skaffold build`` will do up to the image (Pipeline.compile_ahead, under the
+    build lock of the same fingerprint key); that build waits for the lock and finds the
+    binaries recorded, as if it had compiled them itself. A wrong guess (other settings,
+    Skaffold not building after all) costs one go build in the background, never a wrong
+    image: the build checks the fingerprint as always. Only on the warm server, where the
+    imports are already loaded; the lock is taken before this call answers."""
+    from kodev.warm.background import Ready, detach
 
-    def work(started: Started) -> None:
+    def work(ready: Ready) -> None:
         from kodev.publish import Pipeline, PublishOptions
 
         pipeline = Pipeline(PublishOptions(push=False, sbom="none",
                                            platforms=hook_platforms(environ)),
                             workdir=context, environ=environ)
         try:
-            key = pipeline.fingerprint_key([pattern])
-            locked = key is not None and pipeline.cache.try_build_lock(key)
-            started(locked)
-            if locked:
-                pipeline.compile_targets([pattern])
+            pipeline.compile_ahead([main_pattern(argument, context, environ)], ready)
         finally:
             pipeline.close()
 
-    return detach(work)
+    detach(work)
 
 
 def dependency_files(

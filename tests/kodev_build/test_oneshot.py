@@ -4,6 +4,9 @@ cold build (empty KOCACHE) gives."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -143,10 +146,6 @@ def test_two_builds_of_the_same_packages_at_once_compile_once(
     jobs; Skaffold's build after the prebuild its deps call started): the second waits
     for the first (it says so) and then uses the binaries the first recorded. One go
     build in all; both images are a cold build's."""
-    import subprocess
-    import sys
-    import time
-
     calls = tmp_path / "go-calls"
     wrapper = tmp_path / "go"
     # a go build holds on until the second kodev has said it waits (20 s at most: without

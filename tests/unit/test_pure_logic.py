@@ -5,11 +5,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import random
+import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
+import kodev.oci.layers as layers
 from kodev.config import load_config
 from kodev.errors import ConfigError, UsageError
 from kodev.golang.template import render
@@ -126,15 +129,9 @@ def test_block_gzip_is_the_same_on_any_number_of_cores(
     """Layers are compressed in 1 MiB blocks on several threads: the bytes must not depend
     on how many ran (a 2-core laptop and a 64-core CI runner give one digest), and the
     result must be a gzip file that gzip(1) itself accepts and expands to the input."""
-    import random
-    import subprocess
-
-    import kodev.oci.layers as layers
-
-    # compressible but not trivial: a repeated vocabulary in a random order
-    words = [bytes(random.Random(i).randbytes(random.Random(i).randint(2, 12)))
-             for i in range(300)]
+    # compressible but not trivial: a vocabulary of random words in a random order
     rng = random.Random(size)
+    words = [rng.randbytes(rng.randint(2, 12)) for _ in range(300)]
     raw = b"".join(rng.choice(words) for _ in range(size // 6 + 1))[:size]
     outputs = set()
     for threads in (1, 2, 5):
